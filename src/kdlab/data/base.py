@@ -1,0 +1,50 @@
+"""The in-memory image data set every loader starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kdlab.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about the data: shapes, classes and pixel statistics.
+
+    ``mean``/``std`` are per-channel statistics of the training pixels in [0, 1]; zoo models
+    normalise their inputs with them, so every loader hands out pixels in [0, 1].
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class ImageData:
+    """A whole data set held as tensors.
+
+    ``train_x``/``test_x`` are uint8 ``[N, C, H, W]`` (pixels 0..255; kept as uint8 until batching,
+    four times smaller than float) and ``train_y``/``test_y`` int64 ``[N]`` class indices.
+    """
+
+    info: DataInfo
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+DATASETS: Registry = Registry("data set")
+
+
+def pixel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images ``[N, C, H, W]`` mapped to [0, 1]."""
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double() / 255.0
+    return tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist())
