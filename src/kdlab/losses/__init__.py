@@ -1,0 +1,19 @@
+"""Pure loss functions: ``(student_x, teacher_x, ..., **hyper_parameters) -> Tensor``."""
+
+from kdlab.losses.logits import (
+    ensemble_logits,
+    kd,
+    kl_divergence,
+    label_cross_entropy,
+    soft_cross_entropy,
+    teacher_log_probs,
+)
+
+__all__ = [
+    "ensemble_logits",
+    "kd",
+    "kl_divergence",
+    "label_cross_entropy",
+    "soft_cross_entropy",
+    "teacher_log_probs",
+]

@@ -1,0 +1,80 @@
+"""Logit methods: ``ce`` (labels only, the independent student) and ``kd`` (Hinton et al. 2015)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kdlab.data.loader import Batch
+from kdlab.errors import ConfigError
+from kdlab.losses import kd, label_cross_entropy
+from kdlab.losses.logits import EnsembleTemperature
+from kdlab.methods.base import MethodContext, register_method
+from kdlab.outputs import ModelOutput
+
+
+def _labels(student: ModelOutput, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    return label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda, label_smoothing)
+
+
+@dataclass
+class CEParams:
+    label_smoothing: float = 0.0
+
+
+@register_method("ce", CEParams)
+class CrossEntropy(nn.Module):
+    """Cross-entropy with the labels only — no teacher (the independent student)."""
+
+    needs_teacher = False
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: CEParams, context: MethodContext) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"ce": _labels(student, batch, self.params.label_smoothing)}
+
+
+@dataclass
+class KDParams:
+    """Hinton KD. ``alpha`` weighs the label cross-entropy and ``1 − alpha`` the distillation term;
+    Stanton et al. use alpha = 0 and τ = 4. ``ensemble`` says where an ensemble is tempered."""
+
+    temperature: float = 4.0
+    alpha: float = 0.0
+    ensemble: EnsembleTemperature = "after_mean"
+
+
+@register_method("kd", KDParams)
+class KnowledgeDistillation(nn.Module):
+    """Hinton KD: τ²-scaled soft cross-entropy to the teacher, plus alpha × label cross-entropy."""
+
+    needs_teacher = True
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: KDParams, context: MethodContext) -> None:
+        super().__init__()
+        if params.temperature <= 0 or not 0.0 <= params.alpha <= 1.0:
+            raise ConfigError(
+                f"kd needs method.temperature > 0 and 0 ≤ method.alpha ≤ 1; "
+                f"got temperature={params.temperature}, alpha={params.alpha}."
+            )
+        self.params = params
+        # "before_mean" tempers every member, so it needs the members' logits, not the reduction
+        ensemble = context.teacher is not None and context.teacher.size > 1
+        self.needs_member_logits = params.ensemble == "before_mean" and ensemble
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
+        assert teacher is not None
+        p = self.params
+        target = teacher.member_logits if self.needs_member_logits else teacher.logits
+        terms = {"kd": (1.0 - p.alpha) * kd(student.logits, target, p.temperature, p.ensemble)}
+        if p.alpha > 0:
+            terms["ce"] = p.alpha * _labels(student, batch)
+        return terms
