@@ -1,0 +1,191 @@
+"""The ``kdlab`` command. Each sub-command is a thin call into the library.
+
+User mistakes exit with code 2 and one paragraph on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kdlab.errors import KdlabError
+
+MAIN_PRESET = "fashion_mnist_kd"
+
+
+def _split(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] key=value ...`` → (config or None, overrides)."""
+    if items and "=" not in items[0]:
+        return items[0], list(items[1:])
+    return None, list(items)
+
+
+def _announce(config: object, command: str, quiet: bool) -> None:
+    if quiet:
+        return
+    c = config  # type: ignore[assignment]
+    teacher = f" · teacher {', '.join(map(str, c.teacher))}" if c.teacher else ""
+    print(
+        f"kdlab {command}: {c.data.name}{teacher} · student {c.student.name}"
+        f"{'(' + ', '.join(f'{k}={v}' for k, v in c.student.options.items()) + ')' if c.student.options else ''}"
+        f" · method {c.method.name} · {c.epochs} epochs · seeds {','.join(map(str, c.seeds))}",
+        file=sys.stderr,
+    )
+
+
+def _report(outcome: object) -> None:
+    print(outcome.table)  # type: ignore[attr-defined]
+    print(f"\nwall time {outcome.wall_time_s:.1f} s · results in {outcome.folder}")  # type: ignore[attr-defined]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kdlab import config as cfg
+    from kdlab.workflow import execute
+
+    source, overrides = _split(args.items)
+    if args.command == "distill" and source is None:
+        source = MAIN_PRESET
+    raw = cfg.apply_overrides(cfg.load_mapping(source), overrides)
+    if args.command == "train":
+        raw.setdefault("method", {"name": "ce"})
+    config = cfg.resolve(raw)
+    _announce(config, args.command, args.quiet)
+    _report(execute(config, args.command, progress=not args.quiet))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from kdlab import config as cfg
+    from kdlab.runs import RunFolder
+    from kdlab.workflow import execute
+
+    folder = RunFolder(Path(args.run))
+    command = folder.command()
+    config = cfg.resolve(folder.read_config())
+    _announce(config, f"resume {command}", args.quiet)
+    _report(execute(config, command, folder=folder.path, resume=True, progress=not args.quiet))  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kdlab.api import evaluate
+    from kdlab.table import format_table
+
+    data = args.data
+    if args.split != "test":
+        from kdlab import config as cfg
+        from kdlab.experiment import resolve_device
+        from kdlab.sources import config_sources
+
+        sources = config_sources(cfg.resolve({"data": {"name": data}}).data, resolve_device(args.device))
+        source = sources.split(args.split)
+        xs, ys = zip(*[(b.x, b.y) for b in source.epoch(0)], strict=True)
+        import torch
+
+        data = (torch.cat(xs).cpu(), torch.cat(ys).cpu())
+    result = evaluate(args.teacher if len(args.teacher) > 1 else args.teacher[0], args.model, data, device=args.device)
+    keys = ["accuracy", "nll", "ece", "agreement", "kl", "tv"]
+    rows = [[who, *[result[who].get(k) for k in keys]] for who in ("teacher", "student")]
+    print(format_table(["model", *keys], [[r[0], *[None if v is None else f"{v:.4f}" for v in r[1:]]] for r in rows]))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from kdlab.store import RunIndex
+    from kdlab.table import format_table
+
+    columns = [
+        "name",
+        "status",
+        "method",
+        "student",
+        "dataset",
+        "seed",
+        "accuracy",
+        "agreement",
+        "kl",
+        "ece",
+        "wall_time_s",
+    ]
+    rows = RunIndex(Path(args.runs_dir)).rows(
+        sort=args.sort, descending=args.desc, filters=args.filter, limit=args.limit
+    )
+    if not rows:
+        print(f"No runs in {args.runs_dir} match.")
+        return 0
+    fmt = {"accuracy": 100, "agreement": 100, "ece": 100}
+    table = [
+        [(f"{r[c] * fmt[c]:.2f}" if c in fmt else f"{r[c]:.4g}") if isinstance(r[c], float) else r[c] for c in columns]
+        for r in rows
+    ]
+    print(format_table([f"{c} %" if c in fmt else c for c in columns], table))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from kdlab.build import pretrained_names
+    from kdlab.data import DATASETS
+    from kdlab.methods import METHODS
+    from kdlab.models import MODELS
+
+    listings = {
+        "models": MODELS.names(),
+        "datasets": DATASETS.names(),
+        "methods": METHODS.names(),
+        "pretrained": pretrained_names(),
+    }
+    for kind in [args.kind] if args.kind else listings:
+        print(f"{kind}: {', '.join(listings[kind])}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdlab", description="Knowledge distillation that measures fidelity.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("train", "train a model from labels (e.g. a teacher)"),
+        ("distill", "distil a teacher into a student (no config: the Fashion-MNIST main job)"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="a YAML file or preset, then overrides")
+        s.add_argument("--quiet", action="store_true", help="no progress bars")
+        s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("resume", help="continue an interrupted run or run group")
+    s.add_argument("run", help="the run (or group) folder")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_resume)
+    s = sub.add_parser("evaluate", help="fidelity of a saved model against a teacher")
+    s.add_argument("model", help="model file or run folder of the student")
+    s.add_argument(
+        "--teacher", action="append", required=True, help="pretrained:NAME or a run folder (repeat: ensemble)"
+    )
+    s.add_argument("--data", default="fashion_mnist", help="data set name (default fashion_mnist)")
+    s.add_argument("--split", choices=["test", "val", "train"], default="test")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_evaluate)
+    s = sub.add_parser("runs", help="the run index as a table")
+    s.add_argument("--runs-dir", default="runs")
+    s.add_argument("--sort", default=None, help="column to sort by (default: start time)")
+    s.add_argument("--desc", action="store_true", help="sort descending")
+    s.add_argument("--filter", action="append", default=[], help="e.g. method=kd, accuracy>0.9, student~cnn")
+    s.add_argument("--limit", type=int, default=None)
+    s.set_defaults(fn=cmd_runs)
+    s = sub.add_parser("list", help="registered models, data sets, methods and pretrained teachers")
+    s.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "pretrained"])
+    s.set_defaults(fn=cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KdlabError as exc:
+        print(f"kdlab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

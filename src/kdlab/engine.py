@@ -1,0 +1,278 @@
+"""THE training loop — one for ``kdlab train`` and ``kdlab distill``, for every method.
+
+Per batch: student forward (with feature taps), teacher outputs (online or precomputed), the
+method's named loss terms, one backward, one optimiser step. The loss terms are summed on the
+device; the host reads them every ``SYNC_EVERY`` steps and at the end of each epoch, never per step.
+
+Nothing is lost: a checkpoint is written atomically after every epoch; the first Ctrl-C finishes
+the current step, saves the exact mid-epoch state and stops; a resumed run replays the same batches
+(see :class:`kdlab.data.loader.TensorLoader`) and, on CPU, ends with bit-identical weights. A
+non-finite loss stops the run and keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from kdlab import checkpoint
+from kdlab.config import OptimConfig
+from kdlab.data.loader import Batch
+from kdlab.errors import Interrupted, TrainingStopped
+from kdlab.optim import build_optimizer, build_schedule
+from kdlab.outputs import ModelOutput
+from kdlab.taps import Taps
+
+SYNC_EVERY = 50
+
+
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
+
+
+TeacherSource = Callable[[Batch], ModelOutput]
+
+
+@dataclass
+class Recipe:
+    epochs: int
+    optim: OptimConfig
+    seed: int = 0
+    eval_every: int = 1
+
+
+@dataclass
+class Meter:
+    """Running sums of the loss terms, kept on the device; ``first_bad`` is the first non-finite step."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+    first_bad: torch.Tensor | None = None
+
+    def add(self, terms: dict[str, torch.Tensor], loss: torch.Tensor, step: int) -> None:
+        for name, value in {"loss": loss, **terms}.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        bad = ~torch.isfinite(loss.detach())
+        first = self.first_bad if self.first_bad is not None else torch.full_like(loss, -1, dtype=torch.long)
+        self.first_bad = torch.where(bad & (first < 0), torch.full_like(first, step), first)
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.sums, self.steps, self.first_bad = {}, 0, None
+
+    def read(self) -> tuple[dict[str, float], int]:
+        """Mean of every term since the last reset and the first bad step (−1: none) — one host sync."""
+        if not self.steps:
+            return {}, -1
+        values = torch.stack([*self.sums.values(), self.first_bad.float()]).cpu().tolist()
+        means = {k: v / self.steps for k, v in zip(self.sums, values[:-1], strict=True)}
+        return means, int(values[-1])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sums": {k: v.cpu() for k, v in self.sums.items()},
+            "steps": self.steps,
+            "first_bad": None if self.first_bad is None else self.first_bad.cpu(),
+        }
+
+    def load(self, state: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.steps = state["steps"]
+        self.first_bad = None if state["first_bad"] is None else state["first_bad"].to(device)
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request to stop after the current step (a second one aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopRequest]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class Engine:
+    """Trains ``student`` with ``method`` on ``train`` batches; see the module docstring."""
+
+    student: nn.Module
+    method: nn.Module
+    train: BatchSource
+    recipe: Recipe
+    state_path: Path
+    teacher: TeacherSource | None = None
+    evaluate: Callable[[], dict[str, float]] | None = None
+    on_epoch: Callable[[list[dict[str, Any]]], None] | None = None
+    hooks: list[Callable[[Engine, int, int], None]] = field(default_factory=list)
+    progress: bool = True
+    label: str = "train"
+    stop: _StopRequest = field(default_factory=_StopRequest)
+
+    def __post_init__(self) -> None:
+        self.device = next(self.student.parameters()).device
+        self.history: list[dict[str, Any]] = []
+        layers = tuple(getattr(self.method, "student_layers", ()))
+        self.taps = Taps(self.student, layers, owner="student") if layers else None
+        params = [*self.student.parameters(), *self.method.parameters()]
+        self.optimizer = build_optimizer(params, self.recipe.optim)
+        self.schedule = build_schedule(
+            self.optimizer, self.recipe.optim, steps_per_epoch=len(self.train), epochs=self.recipe.epochs
+        )
+
+    def request_stop(self) -> None:
+        """Stop after the current step, as the first Ctrl-C does."""
+        self.stop.requested = True
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with self._autocast():
+            logits = self.student(batch.x)
+            student = ModelOutput(logits=logits, features=self.taps.collect() if self.taps else {})
+            needs_teacher = getattr(self.method, "needs_teacher", False)
+            teacher = self.teacher(batch) if needs_teacher and self.teacher is not None else None
+            terms = self.method(student, teacher, batch)
+        loss = torch.stack([t.float() for t in terms.values()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return loss, terms
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train to ``recipe.epochs``; with ``resume``, continue from the saved state if there is one."""
+        epoch, start, elapsed, meter = 0, 0, 0.0, Meter()
+        if resume and Path(self.state_path).is_file():
+            epoch, start, elapsed = self._restore(meter)
+        else:
+            torch.manual_seed(self.recipe.seed)
+        steps, total = len(self.train), self.recipe.epochs * len(self.train)
+        bar = tqdm(
+            total=total,
+            initial=epoch * steps + start,
+            desc=self.label,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        began = time.perf_counter() - elapsed
+        try:
+            with self.stop.installed():
+                for epoch in range(epoch, self.recipe.epochs):  # noqa: B020  (resumes mid-run)
+                    self.student.train()
+                    self.method.train()
+                    for step, batch in enumerate(self.train.epoch(epoch, start), start=start):
+                        loss, terms = self._step(batch)
+                        meter.add(terms, loss, step)
+                        bar.update(1)
+                        if (step + 1) % SYNC_EVERY == 0:
+                            means, bad = meter.read()
+                            self._check(bad, epoch, means)
+                            bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4f}")
+                        for hook in self.hooks:
+                            hook(self, epoch, step)
+                        if self.stop.requested:
+                            self._save(epoch, step + 1, meter, time.perf_counter() - began)
+                            raise Interrupted(
+                                f"Interrupted at epoch {epoch + 1}, step {step + 1}; the state is saved in "
+                                f"{self.state_path}. Resume with: kdlab resume {Path(self.state_path).parent}"
+                            )
+                    start = 0
+                    self._end_epoch(epoch, meter, time.perf_counter() - began, bar)
+        finally:
+            bar.close()
+        return self.history
+
+    def _end_epoch(self, epoch: int, meter: Meter, elapsed: float, bar: tqdm) -> None:
+        means, bad = meter.read()
+        self._check(bad, epoch, means)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train": means,
+            "time_s": round(elapsed, 3),
+        }
+        if self.evaluate and ((epoch + 1) % self.recipe.eval_every == 0 or epoch + 1 == self.recipe.epochs):
+            record["val"] = self.evaluate()
+            bar.set_postfix(
+                epoch=epoch + 1,
+                loss=f"{means.get('loss', math.nan):.4f}",
+                **{k: f"{v:.4f}" for k, v in record["val"].items() if k in ("accuracy", "agreement")},
+            )
+        self.history.append(record)
+        if self.on_epoch:
+            self.on_epoch(self.history)
+        self._save(epoch + 1, 0, Meter(), elapsed)
+        meter.reset()
+
+    def _check(self, bad: int, epoch: int, means: dict[str, float]) -> None:
+        if bad < 0:
+            return
+        broken = ", ".join(k for k, v in means.items() if not math.isfinite(v) and k != "loss") or "loss"
+        raise TrainingStopped(
+            f"The loss became non-finite (NaN or Inf) at epoch {epoch + 1}, step {bad + 1} (terms: {broken}); "
+            f"training stopped. The last good checkpoint is kept in {self.state_path} (after epoch {epoch}). "
+            "Lower optim.lr, check the inputs for NaN, or use a smaller temperature."
+        )
+
+    def _save(self, epoch: int, step: int, meter: Meter, elapsed: float) -> None:
+        state = {
+            "format": "kdlab-state",
+            "version": 1,
+            "epoch": epoch,
+            "step": step,
+            "elapsed": elapsed,
+            "student": self.student.state_dict(),
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+            "meter": meter.state(),
+            "history": self.history,
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        checkpoint.save(state, Path(self.state_path))
+
+    def _restore(self, meter: Meter) -> tuple[int, int, float]:
+        state = checkpoint.load(Path(self.state_path))
+        self.student.load_state_dict(state["student"])
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        meter.load(state["meter"], self.device)
+        self.history = list(state["history"])
+        return state["epoch"], state["step"], state["elapsed"]

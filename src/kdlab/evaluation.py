@@ -1,0 +1,70 @@
+"""Predictions over a whole split, and the fidelity metrics of a student against a teacher."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from kdlab.data.loader import Batch
+from kdlab.metrics import fidelity_metrics, read
+
+Predict = Callable[[Batch], torch.Tensor]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its training flags afterwards."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_all(
+    predictors: dict[str, Predict], batches: Iterable[Batch], device: torch.device
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Run every predictor over the same batches; returns float32 logits ``[N, c]`` per name, targets and
+    sample indices (all on the device; nothing is copied to the host)."""
+    logits: dict[str, list[torch.Tensor]] = {name: [] for name in predictors}
+    targets, index = [], []
+    with autocast_for(device):
+        for batch in batches:
+            for name, fn in predictors.items():
+                logits[name].append(fn(batch).float())
+            targets.append(batch.y)
+            index.append(batch.index)
+    return {k: torch.cat(v) for k, v in logits.items()}, torch.cat(targets), torch.cat(index)
+
+
+def model_predictor(model: nn.Module) -> Predict:
+    """A predictor that calls ``model`` (in whatever mode it is) on the batch's pixels."""
+    return lambda batch: model(batch.x)
+
+
+def split_metrics(
+    student_logits: torch.Tensor, targets: torch.Tensor | None, teacher_logits: torch.Tensor | None
+) -> dict[str, float]:
+    """Accuracy/NLL/ECE (when labelled) and agreement/KL/TV (when a teacher is given), read once."""
+    if targets is not None and bool((targets < 0).any()):
+        labelled = targets >= 0
+        base = fidelity_metrics(student_logits=student_logits[labelled], targets=targets[labelled])
+        targets = None
+    else:
+        base = {}
+    return read(
+        {
+            **base,
+            **fidelity_metrics(student_logits=student_logits, targets=targets, teacher_logits=teacher_logits),
+        }
+    )

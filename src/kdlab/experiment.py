@@ -1,0 +1,200 @@
+"""One training run end to end: build, train with the engine, evaluate, write the run folder."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdlab import __version__
+from kdlab.build import save_model_file
+from kdlab.config import MethodConfig, ModelSpec
+from kdlab.engine import Engine, Recipe
+from kdlab.errors import ConfigError
+from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
+from kdlab.methods import MethodContext, build_method
+from kdlab.runs import RunFolder
+from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
+from kdlab.teachers import Teacher
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu" or name.startswith("cuda"):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={name} was requested but no CUDA device is available here; use device=cpu or auto."
+            )
+        return torch.device(name)
+    raise ConfigError(f"Unknown device {name!r}; valid: auto, cpu, cuda, cuda:N.")
+
+
+def versions() -> dict[str, str]:
+    return {
+        "kdlab": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class Member:
+    """One run to do: a seed, a method and where it goes."""
+
+    folder: RunFolder
+    seed: int
+    method: MethodConfig
+    role: str = "main"
+    label: str = "train"
+
+
+@dataclass
+class Shared:
+    """What the runs of one experiment share: data, teacher and the teacher's predictions."""
+
+    sources: Sources
+    device: torch.device
+    teacher: Teacher | None = None
+    teacher_name: str | None = None
+    predictions: TeacherPredictions | None = None
+    teacher_test: dict[str, float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+            self.predictions = TeacherPredictions(self.teacher, self.sources, self.device)
+
+    def teacher_logits(self, split: str) -> torch.Tensor | None:
+        return None if self.predictions is None else self.predictions.table(split)
+
+    def teacher_metrics(self) -> dict[str, float]:
+        """The teacher's own test accuracy, NLL and ECE (computed once)."""
+        if self.teacher_test is None:
+            assert self.teacher is not None and self.sources.test is not None
+            logits = self.teacher_logits("test")
+            if logits is None:
+                out, targets, _ = predict_all(
+                    {"t": lambda b: self.teacher(b.x).logits}, self.sources.test.epoch(0), self.device
+                )
+                logits = out["t"]
+            else:
+                targets = torch.cat([b.y for b in self.sources.test.epoch(0)])
+            self.teacher_test = split_metrics(logits, targets, None)
+        return self.teacher_test
+
+
+def _evaluate(student: nn.Module, shared: Shared, split: str) -> dict[str, float]:
+    """Student metrics on a fixed split, against the teacher when there is one."""
+    source = shared.sources.split(split)
+    assert source is not None
+    table = shared.teacher_logits(split)
+    predictors = {"s": model_predictor(student)}
+    if shared.teacher is not None and table is None:
+        predictors["t"] = lambda b: shared.teacher(b.x).logits
+    with eval_mode(student):
+        logits, targets, index = predict_all(predictors, source.epoch(0), shared.device)
+    teacher_logits = logits.get("t", None if table is None else table[index])
+    return split_metrics(logits["s"], targets, teacher_logits)
+
+
+def run_member(
+    member: Member,
+    shared: Shared,
+    *,
+    make_student: Callable[[], nn.Module],
+    recipe: Recipe,
+    resume: bool = False,
+    progress: bool = True,
+    teacher_cache: bool = True,
+    spec: ModelSpec | None = None,
+    hooks: list[Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one student (or, without a teacher, one model) and write its folder; returns it and its summary."""
+    started = time.perf_counter()
+    torch.manual_seed(member.seed)
+    student = make_student().to(shared.device)
+    info = shared.sources.info
+    method = build_method(
+        member.method.name, member.method.params, MethodContext(student, shared.teacher, info.num_classes)
+    ).to(shared.device)
+    if method.needs_teacher and shared.teacher is None:
+        raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=... (or use method=ce).")
+    teacher_source = None
+    if shared.teacher is not None and method.needs_teacher:
+        precomputed = (
+            teacher_cache
+            and shared.sources.fixed_views
+            and not method.teacher_layers
+            and not getattr(method, "needs_member_logits", False)
+        )
+        table = shared.teacher_logits("train") if precomputed else None
+        teacher_source = cached_teacher(table) if table is not None else online_teacher(shared.teacher)
+    engine = Engine(
+        student=student,
+        method=method,
+        train=shared.sources.make_train(member.seed),
+        recipe=Recipe(recipe.epochs, recipe.optim, member.seed, recipe.eval_every),
+        state_path=member.folder.state_path,
+        teacher=teacher_source,
+        evaluate=(lambda: _evaluate(student, shared, "val")) if shared.sources.val is not None else None,
+        on_epoch=member.folder.write_metrics,
+        hooks=list(hooks or []),
+        progress=progress,
+        label=member.label,
+    )
+    fit_started = time.perf_counter()
+    history = engine.fit(resume=resume)
+    fit_ended = time.perf_counter()
+    key = "student" if shared.teacher is not None else "model"
+    result: dict[str, Any] = {
+        key: {
+            "name": spec.name if spec else type(student).__name__,
+            "parameters": sum(p.numel() for p in student.parameters()),
+        },
+    }
+    if shared.sources.test is not None:
+        result[key]["test"] = _evaluate(student, shared, "test")
+    if shared.sources.train_eval is not None:
+        result[key]["train"] = _evaluate(student, shared, "train")
+    if shared.teacher is not None:
+        result = {
+            "teacher": {
+                "name": shared.teacher_name,
+                "members": shared.teacher.size,
+                "test": shared.teacher_metrics(),
+            },
+            **result,
+        }
+    training_time = history[-1]["time_s"] if history else 0.0
+    summary = {
+        **result,
+        "method": {"name": member.method.name, **_params(method)},
+        "role": member.role,
+        "seed": member.seed,
+        "epochs": recipe.epochs,
+        "data": info.name,
+        "device": str(shared.device),
+        # training time accumulates over resumes; add this process's set-up and final evaluation
+        "wall_time_s": round(training_time + (fit_started - started) + (time.perf_counter() - fit_ended), 2),
+        "train_time_s": training_time,
+        "versions": versions(),
+        **(extra or {}),
+    }
+    save_model_file(member.folder.model_path, student, spec, info, summary[key].get("test"))
+    member.folder.write_summary(summary)
+    return student, summary
+
+
+def _params(method: nn.Module) -> dict[str, Any]:
+    params = getattr(method, "params", None)
+    return dict(vars(params)) if params is not None else {}

@@ -1,0 +1,136 @@
+"""Where batches come from: the configured data set split into train/val/test, or the user's data.
+
+A :class:`Sources` hands out shuffled (and augmented) training batches for a seed, and fixed-order,
+unaugmented batches of the training, validation and test splits for evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from kdlab.config import DataConfig
+from kdlab.data import load_dataset, stratified_split, stratified_subset
+from kdlab.data.base import DataInfo
+from kdlab.data.loader import Augment, Batch, TensorLoader
+from kdlab.engine import BatchSource
+from kdlab.evaluation import model_predictor, predict_all
+from kdlab.teachers import Teacher
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Sources:
+    info: DataInfo
+    make_train: Callable[[int], BatchSource]
+    train_eval: BatchSource | None
+    val: BatchSource | None
+    test: BatchSource | None
+    fixed_views: bool  # True when a sample index names the same pixels in every epoch (no augmentation)
+
+    def split(self, name: str) -> BatchSource | None:
+        return {"train": self.train_eval, "val": self.val, "test": self.test}[name]
+
+
+def tensor_sources(
+    info: DataInfo,
+    train: Split,
+    val: Split | None,
+    test: Split | None,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    augment: Augment,
+    device: torch.device,
+) -> Sources:
+    """Sources over in-memory tensors, all of them resident on ``device``."""
+    x, y = train[0].to(device), train[1].to(device)
+
+    def fixed(split: Split | None) -> TensorLoader | None:
+        return None if split is None else TensorLoader(*split, eval_batch_size, device=device)
+
+    return Sources(
+        info=info,
+        make_train=lambda seed: TensorLoader(x, y, batch_size, device=device, shuffle=True, augment=augment, seed=seed),
+        train_eval=fixed((x, y)),
+        val=fixed(val),
+        test=fixed(test),
+        fixed_views=not augment.active,
+    )
+
+
+def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
+    """Load the configured data set and split it: train/val from the training set by ``split_seed``
+    (the test split is never used for any choice), optional stratified subsets."""
+    data = load_dataset(cfg.name, **cfg.options)
+    train_x, train_y, val = data.train_x, data.train_y, None
+    if cfg.val_fraction > 0:
+        keep, held = stratified_split(train_y, cfg.val_fraction, cfg.split_seed)
+        val = (train_x[held], train_y[held])
+        train_x, train_y = train_x[keep], train_y[keep]
+    if cfg.train_size is not None:
+        keep = stratified_subset(train_y, cfg.train_size, cfg.split_seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+    test_x, test_y = data.test_x, data.test_y
+    if cfg.test_size is not None:
+        keep = stratified_subset(test_y, cfg.test_size, cfg.split_seed)
+        test_x, test_y = test_x[keep], test_y[keep]
+    return tensor_sources(
+        data.info,
+        (train_x, train_y),
+        val,
+        (test_x, test_y),
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size,
+        augment=cfg.augment,
+        device=device,
+    )
+
+
+class TeacherPredictions:
+    """The frozen teacher's logits on each fixed split, computed once and shared by every run."""
+
+    def __init__(self, teacher: Teacher, sources: Sources, device: torch.device) -> None:
+        self.teacher, self.sources, self.device = teacher, sources, device
+        self._tables: dict[str, torch.Tensor] = {}
+
+    def table(self, split: str) -> torch.Tensor | None:
+        """Logits ``[N, c]`` indexed by sample index, or None when the split has no fixed order."""
+        source = self.sources.split(split)
+        if not isinstance(source, TensorLoader):
+            return None
+        if split not in self._tables:
+            logits, _, index = predict_all({"t": lambda b: self.teacher(b.x).logits}, source.epoch(0), self.device)
+            table = torch.empty_like(logits["t"])
+            table[index] = logits["t"]
+            self._tables[split] = table
+        return self._tables[split]
+
+
+def cached_teacher(table: torch.Tensor) -> Callable[[Batch], object]:
+    """A teacher source that looks outputs up by sample index (valid only for fixed views)."""
+    from kdlab.outputs import ModelOutput
+
+    return lambda batch: ModelOutput(logits=table[batch.index])
+
+
+def online_teacher(teacher: Teacher) -> Callable[[Batch], object]:
+    """A teacher source that runs the teacher on exactly the (augmented) pixels the student sees."""
+    return lambda batch: teacher(batch.x)
+
+
+def iterate(source: BatchSource) -> Iterator[Batch]:
+    return source.epoch(0)
+
+
+__all__ = [
+    "Sources",
+    "TeacherPredictions",
+    "cached_teacher",
+    "config_sources",
+    "model_predictor",
+    "online_teacher",
+]

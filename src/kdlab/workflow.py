@@ -1,0 +1,222 @@
+"""``kdlab train`` / ``kdlab distill`` from a configuration: every seed and role, folders, index, table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from kdlab.build import build_model, check_spec, teacher_members
+from kdlab.config import Config, MethodConfig, config_hash, to_mapping
+from kdlab.data import DATASETS
+from kdlab.engine import Recipe
+from kdlab.errors import ConfigError, Interrupted, KdlabError
+from kdlab.experiment import Member, Shared, resolve_device, run_member
+from kdlab.methods import method_params
+from kdlab.runs import RunFolder, index_root, unique_name
+from kdlab.sources import config_sources
+from kdlab.store import RunIndex, RunRecord
+from kdlab.summaries import aggregate, comparison_table
+from kdlab.teachers import Teacher
+
+Command = Literal["train", "distill"]
+ROLE_LABELS = {"independent": "independent student"}
+
+
+@dataclass
+class Outcome:
+    folder: Path
+    summaries: dict[str, list[dict[str, Any]]]
+    table: str
+    wall_time_s: float
+
+
+def check(config: Config, command: Command) -> None:
+    """Every name and option is valid — before any data is read."""
+    DATASETS.get(config.data.name)
+    check_spec(config.student, "student")
+    method_params(config.method.name, config.method.params)
+    if command == "train" and config.teacher:
+        raise ConfigError("kdlab train trains a model from labels alone; remove teacher=... or use kdlab distill.")
+    if command == "train" and config.method.name != "ce":
+        raise ConfigError(
+            f"kdlab train uses method=ce (labels only); got method={config.method.name}. "
+            "Distillation methods run with kdlab distill."
+        )
+    if command == "distill" and not config.teacher:
+        raise ConfigError("kdlab distill needs a teacher: teacher=pretrained:NAME, a run folder or a list of them.")
+
+
+def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Member]]:
+    """The runs to do; several (seeds × roles) go in sub-folders of a group folder."""
+    roles = [("main", config.method)]
+    if command == "distill" and config.independent:
+        roles.append(("independent", MethodConfig("ce", {})))
+    grouped = len(config.seeds) > 1 or len(roles) > 1
+    members = []
+    for role, method in roles:
+        for seed in config.seeds:
+            sub = f"seed{seed}" if role == "main" else f"{role}-seed{seed}"
+            members.append(
+                Member(
+                    RunFolder(folder / sub if grouped else folder),
+                    seed,
+                    method,
+                    role,
+                    label=f"{method.name} seed {seed}",
+                )
+            )
+    return grouped, members
+
+
+def member_config(config: Config, member: Member) -> Config:
+    return replace(config, seeds=[member.seed], method=member.method, independent=False)
+
+
+def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device")}
+
+
+def execute(
+    config: Config,
+    command: Command,
+    *,
+    folder: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Outcome:
+    """Run every member of ``config`` (resuming unfinished ones with ``resume``) and summarise them.
+
+    The runs go to ``runs_dir/name`` (a fresh time-stamped name by default), or to ``folder``.
+    """
+    check(config, command)
+    began = time.perf_counter()
+    if folder is None:
+        root = Path(config.runs_dir)
+        name = config.name or unique_name(root, f"{command}-{config.method.name}-{config.student.name}")
+        folder = root / name
+    else:
+        root, name = index_root(folder), folder.name
+    config = replace(config, name=name)
+    grouped, members = plan(config, command, folder)
+    if grouped:
+        group = RunFolder(folder)
+        mapping = to_mapping(config)
+        group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+        group.write_group(
+            {
+                "command": command,
+                "members": [
+                    {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name}
+                    for m in members
+                ],
+            }
+        )
+    device = resolve_device(config.device)
+    sources = config_sources(config.data, device)
+    teacher = None
+    if command == "distill":
+        teacher = Teacher(teacher_members(config.teacher, sources.info))
+        from kdlab.build import check_teacher
+
+        check_teacher(teacher.to(device), sources.info, device)
+    shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None)
+    index = RunIndex(root)
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    for member in members:
+        summaries.setdefault(member.role, []).append(
+            _run(
+                member,
+                config,
+                command,
+                shared,
+                index,
+                root,
+                group=name if grouped else None,
+                resume=resume,
+                progress=progress,
+            )
+        )
+    labels = [
+        (ROLE_LABELS.get(r, f"{config.method.name} student" if command == "distill" else "model"), s)
+        for r, s in sorted(summaries.items(), key=lambda kv: kv[0] == "main")
+    ]
+    table = comparison_table(labels, shared.teacher_metrics() if teacher is not None else None)
+    wall = round(time.perf_counter() - began, 2)
+    if grouped:
+        RunFolder(folder).write_summary(
+            {"roles": {r: aggregate(s) for r, s in summaries.items()}, "table": table, "wall_time_s": wall}
+        )
+    return Outcome(folder, summaries, table, wall)
+
+
+def _run(
+    member: Member,
+    config: Config,
+    command: Command,
+    shared: Shared,
+    index: RunIndex,
+    root: Path,
+    *,
+    group: str | None,
+    resume: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    mine = member_config(config, member)
+    mapping = to_mapping(mine)
+    member.folder.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+    if resume and member.folder.finished:
+        return member.folder.read_summary()
+    record = RunRecord(
+        name=str(member.folder.path.resolve().relative_to(root.resolve())),
+        command=command,
+        status="running",
+        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        group=group,
+        config_hash=config_hash(mine),
+        method=member.method.name,
+        teacher=shared.teacher_name,
+        student=config.student.name,
+        dataset=config.data.name,
+        seed=member.seed,
+        epochs=config.epochs,
+    )
+    index.record(record)
+    try:
+        _, summary = run_member(
+            member,
+            shared,
+            make_student=lambda: build_model(config.student, shared.sources.info),
+            recipe=Recipe(config.epochs, config.optim, member.seed, config.eval_every),
+            resume=resume,
+            progress=progress,
+            teacher_cache=config.teacher_cache,
+            spec=config.student,
+            extra={"name": record.name, "config_hash": record.config_hash},
+        )
+    except KdlabError as exc:
+        index.record(replace(record, status="interrupted" if isinstance(exc, Interrupted) else "failed"))
+        raise
+    index.record(summary_record(record, summary))
+    return summary
+
+
+def summary_record(record: RunRecord, summary: dict[str, Any]) -> RunRecord:
+    key = "student" if "student" in summary else "model"
+    test, train = summary[key].get("test", {}), summary[key].get("train", {})
+    return replace(
+        record,
+        status="finished",
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        wall_time_s=summary["wall_time_s"],
+        accuracy=test.get("accuracy"),
+        nll=test.get("nll"),
+        ece=test.get("ece"),
+        agreement=test.get("agreement"),
+        kl=test.get("kl"),
+        tv=test.get("tv"),
+        train_agreement=train.get("agreement"),
+        teacher_accuracy=summary.get("teacher", {}).get("test", {}).get("accuracy"),
+    )
