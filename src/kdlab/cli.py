@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kdlab.errors import KdlabError
+from kdlab.errors import Interrupted, KdlabError
 
 MAIN_PRESET = "fashion_mnist_kd"
 
@@ -124,6 +124,46 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_layers(args: argparse.Namespace) -> int:
+    import torch
+
+    from kdlab.build import build_model, load_model_file, resolve_model_path
+    from kdlab.config import ModelSpec
+    from kdlab.data import load_dataset
+    from kdlab.data.base import DataInfo
+    from kdlab.table import format_table
+    from kdlab.taps import Taps, module_paths
+
+    if any(mark in args.model for mark in ("/", ":")) or args.model.endswith(".pt"):
+        model, record = load_model_file(resolve_model_path(args.model)[0])
+        shape = (record["data"]["in_channels"], *record["data"]["image_size"])
+    else:
+        info = (
+            load_dataset(args.data).info
+            if args.data
+            else DataInfo("cifar-shaped", 10, 3, (32, 32), (0.5,) * 3, (0.25,) * 3)
+        )
+        model = build_model(ModelSpec(args.model), info, where="model")
+        shape = (info.in_channels, *info.image_size)
+    names = args.only.split(",") if args.only else module_paths(model)
+    stages = set(getattr(model, "stage_names", ()))
+    modules = dict(model.named_modules())
+    with Taps(model, names, owner=args.model) as taps, torch.no_grad():
+        model.eval()(torch.zeros(1, *shape))
+        outputs = taps.collect()
+    rows = [
+        [
+            n,
+            type(modules[n]).__name__,
+            "x".join(map(str, outputs[n].shape[1:])) if n in outputs else "-",
+            "stage" if n in stages else "",
+        ]
+        for n in names
+    ]
+    print(format_table(["layer", "module", "output shape", "note"], rows))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from kdlab.build import pretrained_names
     from kdlab.data import DATASETS
@@ -172,6 +212,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", action="append", default=[], help="e.g. method=kd, accuracy>0.9, student~cnn")
     s.add_argument("--limit", type=int, default=None)
     s.set_defaults(fn=cmd_runs)
+    s = sub.add_parser("layers", help="the module paths of a model (for feature taps) and their output shapes")
+    s.add_argument("model", help="a zoo model name, pretrained:NAME or a model file/run folder")
+    s.add_argument("--data", default=None, help="data set whose image shape to use (zoo models; default 3x32x32)")
+    s.add_argument("--only", default=None, help="comma-separated layer names to check and show")
+    s.set_defaults(fn=cmd_layers)
     s = sub.add_parser("list", help="registered models, data sets, methods and pretrained teachers")
     s.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "pretrained"])
     s.set_defaults(fn=cmd_list)
@@ -179,12 +224,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    # overrides may follow options (`kdlab distill --quiet epochs=3`): argparse leaves them over
+    if extra and (args.fn is not cmd_run or any(e.startswith("-") for e in extra)):
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.items += extra
     try:
         return args.fn(args)
+    except Interrupted as exc:
+        print(f"kdlab: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KdlabError as exc:
         print(f"kdlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "kdlab: interrupted. Completed epochs are checkpointed; continue with `kdlab resume RUN_FOLDER`.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

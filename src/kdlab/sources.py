@@ -6,7 +6,7 @@ unaugmented batches of the training, validation and test splits for evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +16,8 @@ from kdlab.data import load_dataset, stratified_split, stratified_subset
 from kdlab.data.base import DataInfo
 from kdlab.data.loader import Augment, Batch, TensorLoader
 from kdlab.engine import BatchSource
-from kdlab.evaluation import model_predictor, predict_all
+from kdlab.evaluation import predict_all
+from kdlab.outputs import ModelOutput
 from kdlab.teachers import Teacher
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -110,27 +111,11 @@ class TeacherPredictions:
         return self._tables[split]
 
 
-def cached_teacher(table: torch.Tensor) -> Callable[[Batch], object]:
+def cached_teacher(table: torch.Tensor) -> Callable[[Batch], ModelOutput]:
     """A teacher source that looks outputs up by sample index (valid only for fixed views)."""
-    from kdlab.outputs import ModelOutput
-
     return lambda batch: ModelOutput(logits=table[batch.index])
 
 
-def online_teacher(teacher: Teacher) -> Callable[[Batch], object]:
+def online_teacher(teacher: Teacher) -> Callable[[Batch], ModelOutput]:
     """A teacher source that runs the teacher on exactly the (augmented) pixels the student sees."""
     return lambda batch: teacher(batch.x)
-
-
-def iterate(source: BatchSource) -> Iterator[Batch]:
-    return source.epoch(0)
-
-
-__all__ = [
-    "Sources",
-    "TeacherPredictions",
-    "cached_teacher",
-    "config_sources",
-    "model_predictor",
-    "online_teacher",
-]

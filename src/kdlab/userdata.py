@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from kdlab.config import DataConfig
-from kdlab.data.base import DataInfo, pixel_stats
+from kdlab.data.base import DataInfo
 from kdlab.data.loader import Augment, Batch, to_float
+from kdlab.data.stats import pixel_stats
 from kdlab.errors import ConfigError
 from kdlab.sources import Sources, config_sources, tensor_sources
 
@@ -62,13 +63,7 @@ class LoaderSource:
 
 def _info(x: torch.Tensor, y: torch.Tensor, num_classes: int | None) -> DataInfo:
     images = x.dim() == 4
-    if x.dtype == torch.uint8 and images:
-        mean, std = pixel_stats(x)
-    elif images:
-        mean = tuple(x.float().transpose(0, 1).reshape(x.shape[1], -1).mean(1).tolist())
-        std = tuple(x.float().transpose(0, 1).reshape(x.shape[1], -1).std(1).clamp_min(1e-6).tolist())
-    else:
-        mean, std = (0.0,), (1.0,)
+    mean, std = pixel_stats(x) if images else ((0.0,), (1.0,))
     return DataInfo(
         name="user",
         num_classes=num_classes or int(y.max()) + 1,

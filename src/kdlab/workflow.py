@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from kdlab.build import build_model, check_spec, teacher_members
+from kdlab.build import build_model, check_spec, check_teacher, teacher_members
 from kdlab.config import Config, MethodConfig, config_hash, to_mapping
 from kdlab.data import DATASETS
 from kdlab.engine import Recipe
@@ -119,8 +119,6 @@ def execute(
     teacher = None
     if command == "distill":
         teacher = Teacher(teacher_members(config.teacher, sources.info))
-        from kdlab.build import check_teacher
-
         check_teacher(teacher.to(device), sources.info, device)
     shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None)
     index = RunIndex(root)

@@ -5,13 +5,13 @@ Importing this package registers every data set in :data:`DATASETS`.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from kdlab.data import cifar, digits, fashion_mnist, synthetic  # noqa: F401  (registers the data sets)
-from kdlab.data.base import DATASETS, DataInfo, ImageData, pixel_stats
+from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.split import stratified_split, stratified_subset
-from kdlab.errors import ConfigError, suggest
+from kdlab.data.stats import pixel_stats
+from kdlab.typecheck import check_kwargs
 
 __all__ = [
     "DATASETS",
@@ -25,13 +25,6 @@ __all__ = [
 
 
 def load_dataset(name: str, **kwargs: Any) -> ImageData:
-    """Build the registered data set ``name``; an unknown keyword is a ConfigError listing the valid ones."""
+    """Build the registered data set ``name``; options are checked against the builder's signature."""
     builder = DATASETS.get(name)
-    valid = list(inspect.signature(builder).parameters)
-    for key in kwargs:
-        if key not in valid:
-            raise ConfigError(
-                f"Data set {name!r} has no option {key!r}.{suggest(key, valid)} "
-                f"Valid options: {', '.join(valid) or '(none)'}."
-            )
-    return builder(**kwargs)
+    return builder(**check_kwargs(builder, kwargs, f"data set {name!r}"))

@@ -42,9 +42,3 @@ class ImageData:
 
 
 DATASETS: Registry = Registry("data set")
-
-
-def pixel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images ``[N, C, H, W]`` mapped to [0, 1]."""
-    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double() / 255.0
-    return tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist())

@@ -33,3 +33,11 @@ def uint8_pixel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, 
         variance = (q * count - s * s) / (count * max(count - 1, 1)) if count else 0.0
         stds.append(max(variance**0.5 / 255.0, 1e-6))
     return tuple(means), tuple(stds)
+
+
+def pixel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images ``[N, C, H, W]``: uint8 pixels are mapped to [0, 1] first."""
+    if x.dtype == torch.uint8:
+        return uint8_pixel_stats(x)
+    flat = x.detach().transpose(0, 1).reshape(x.shape[1], -1).double()
+    return tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist())

@@ -18,6 +18,11 @@ Temperature = float | torch.Tensor
 EnsembleTemperature = Literal["after_mean", "before_mean"]
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) are promoted to float32; float32/float64 are kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def ensemble_logits(member_logits: torch.Tensor) -> torch.Tensor:
     """Reduce an ensemble to one predictive distribution: ``log((1/m) Σ_i softmax(z_i))``.
 
@@ -27,7 +32,7 @@ def ensemble_logits(member_logits: torch.Tensor) -> torch.Tensor:
     """
     if member_logits.dim() != 3:
         raise ValueError(f"member_logits must be [B, m, c], got shape {tuple(member_logits.shape)}")
-    log_probs = F.log_softmax(member_logits.float(), dim=-1)
+    log_probs = F.log_softmax(at_least_float32(member_logits), dim=-1)
     return torch.logsumexp(log_probs, dim=1) - math.log(member_logits.shape[1])
 
 
@@ -40,7 +45,7 @@ def teacher_log_probs(
     ``σ(z̄/τ) ∝ p̄^{1/τ}`` (gnosis' behaviour, the default); ``"before_mean"`` averages the tempered
     members, ``(1/m) Σ_i σ(z_i/τ)``.
     """
-    z = teacher_logits.float()
+    z = at_least_float32(teacher_logits)
     if z.dim() == 3:
         if ensemble == "after_mean":
             z = ensemble_logits(z)
@@ -58,7 +63,7 @@ def soft_cross_entropy(
 ) -> torch.Tensor:
     """Per-example cross-entropy ``−Σ_j σ_j(z_t/τ) log σ_j(z_s/τ)`` → ``[B]`` (no τ² factor)."""
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
     return -(log_q.exp() * log_p).sum(-1)
 
 
@@ -87,7 +92,7 @@ def kl_divergence(
 ) -> torch.Tensor:
     """``mean_b KL(σ(z_t/τ) ‖ σ(z_s/τ))`` (scalar, no τ² factor); zero iff the distributions match."""
     log_q = teacher_log_probs(teacher_logits, temperature)
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
     return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
 
 
@@ -103,7 +108,7 @@ def label_cross_entropy(
     With mixup (Zhang et al. 2018) the images were ``λ·x + (1−λ)·x[perm]``, so the loss is
     ``λ·CE(y) + (1−λ)·CE(y[perm])``.
     """
-    z = student_logits.float()
+    z = at_least_float32(student_logits)
     loss = F.cross_entropy(z, targets, ignore_index=-1, label_smoothing=label_smoothing)
     if mix_perm is None or mix_lambda is None:
         return loss
