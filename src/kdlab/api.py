@@ -24,7 +24,7 @@ from kdlab.engine import Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, predict_all, split_metrics
 from kdlab.experiment import Member, Shared, resolve_device, run_member
-from kdlab.methods import method_params
+from kdlab.methods import METHODS, method_params
 from kdlab.runs import RunFolder, unique_name
 from kdlab.store import RunIndex, RunRecord
 from kdlab.teachers import Teacher
@@ -97,6 +97,8 @@ def distill(
     """
     dev = resolve_device(device)
     params = method_params(method, hyper_parameters)
+    if teacher is None and METHODS.get(method).build.needs_teacher:
+        raise ConfigError(f"Method {method!r} needs a teacher; pass teacher=... (or use method='ce').")
     optim = build_dataclass(
         OptimConfig,
         {

@@ -41,7 +41,7 @@ class DataConfig:
     train_size: int | None = None
     test_size: int | None = None
     batch_size: int = 128
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 256
     augment: Augment = field(default_factory=Augment)
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +29,15 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu" or name.startswith("cuda"):
+    if name == "cpu" or re.fullmatch(r"cuda(:\d+)?", name):
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(
                 f"device={name} was requested but no CUDA device is available here; use device=cpu or auto."
             )
-        return torch.device(name)
+        device = torch.device(name)
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+        return device
     raise ConfigError(f"Unknown device {name!r}; valid: auto, cpu, cuda, cuda:N.")
 
 
@@ -116,7 +120,6 @@ def run_member(
     progress: bool = True,
     teacher_cache: bool = True,
     spec: ModelSpec | None = None,
-    hooks: list[Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train one student (or, without a teacher, one model) and write its folder; returns it and its summary."""
@@ -148,7 +151,6 @@ def run_member(
         teacher=teacher_source,
         evaluate=(lambda: _evaluate(student, shared, "val")) if shared.sources.val is not None else None,
         on_epoch=member.folder.write_metrics,
-        hooks=list(hooks or []),
         progress=progress,
         label=member.label,
     )

@@ -60,12 +60,9 @@ class RunFolder:
         ``comparable`` is the part of the configuration that must match on resume (default: all of it).
         """
         config = self.path / CONFIG_FILE
+        if not resume:
+            self.check_free()
         if config.is_file():
-            if not resume:
-                raise RunFolderError(
-                    f"The output folder {self.path} already holds a run. Choose another name (name=...), "
-                    f"resume it with `kdlab resume {self.path}`, or delete the folder to start over."
-                )
             old = yaml.safe_load(config.read_text()) or {}
             mine = comparable if comparable is not None else mapping
             theirs = {k: old.get(k) for k in mine}
@@ -79,11 +76,6 @@ class RunFolder:
                     f"`kdlab resume {self.path}` (it reads the saved config.yaml) or choose another name."
                 )
             return
-        if self.path.exists() and any(self.path.iterdir()) and not resume:
-            raise RunFolderError(
-                f"The output folder {self.path} is not empty but holds no kdlab run; choose another name or "
-                "runs_dir, or empty the folder."
-            )
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / RUN_FILE, {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         write_atomic(config, yaml.safe_dump(mapping, sort_keys=False).encode())
@@ -94,6 +86,19 @@ class RunFolder:
         if not path.is_file():
             raise RunFolderError(f"{self.path} is not a kdlab run folder (no {RUN_FILE}); give a folder under runs/.")
         return json.loads(path.read_text())["command"]
+
+    def check_free(self) -> None:
+        """A new run may start here: the folder is absent or empty."""
+        if (self.path / CONFIG_FILE).is_file():
+            raise RunFolderError(
+                f"The output folder {self.path} already holds a run. Choose another name (name=...), "
+                f"resume it with `kdlab resume {self.path}`, or delete the folder to start over."
+            )
+        if self.path.exists() and any(self.path.iterdir()):
+            raise RunFolderError(
+                f"The output folder {self.path} is not empty but holds no kdlab run; choose another name or "
+                "runs_dir, or empty the folder."
+            )
 
     def read_config(self) -> dict[str, Any]:
         return yaml.safe_load((self.path / CONFIG_FILE).read_text()) or {}

@@ -37,6 +37,8 @@ class Teacher(nn.Module):
             )
         self.members = nn.ModuleList(members)
         self.members.requires_grad_(False)
+        # inference only: channels-last convolutions are faster on CPU (oneDNN) and on tensor cores
+        self.members.to(memory_format=torch.channels_last)
         super().train(False)
         self.taps = Taps(self.members[0], layers, owner="teacher") if layers else None
 
@@ -49,6 +51,8 @@ class Teacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.size == 1:
             logits = self.members[0](x)
             return ModelOutput(logits=logits, features=self.taps.collect() if self.taps else {})

@@ -107,7 +107,7 @@ def user_sources(
         None if val is None else as_tensors(val, "val"),
         None if test is None else as_tensors(test, "test"),
         batch_size=batch_size,
-        eval_batch_size=max(batch_size, 512),
+        eval_batch_size=256,
         augment=augment,
         device=device,
     )
@@ -120,4 +120,4 @@ def _eval_source(data: UserData | None, device: torch.device) -> Any:
         return LoaderSource(data, device)
     from kdlab.data.loader import TensorLoader
 
-    return TensorLoader(*as_tensors(data, "evaluation"), 512, device=device)
+    return TensorLoader(*as_tensors(data, "evaluation"), 256, device=device)

@@ -101,25 +101,23 @@ def execute(
         root, name = index_root(folder), folder.name
     config = replace(config, name=name)
     grouped, members = plan(config, command, folder)
-    if grouped:
-        group = RunFolder(folder)
-        mapping = to_mapping(config)
-        group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
-        group.write_group(
-            {
-                "command": command,
-                "members": [
-                    {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name}
-                    for m in members
-                ],
-            }
-        )
+    if not resume:
+        RunFolder(folder).check_free()
+    # read the data and the teacher before any folder is made: a failed start leaves nothing behind
     device = resolve_device(config.device)
     sources = config_sources(config.data, device)
     teacher = None
     if command == "distill":
         teacher = Teacher(teacher_members(config.teacher, sources.info))
         check_teacher(teacher.to(device), sources.info, device)
+    if grouped:
+        group = RunFolder(folder)
+        mapping = to_mapping(config)
+        group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+        members_record = [
+            {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in members
+        ]
+        group.write_group({"command": command, "members": members_record})
     shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None)
     index = RunIndex(root)
     summaries: dict[str, list[dict[str, Any]]] = {}

@@ -58,7 +58,13 @@ class Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.std is None:
             return x
-        return (x - self.mean) / self.std
+        mean, std = self.mean, self.std
+        if x.dim() != 4 and mean.numel() == 1:  # vectors or sequences: one statistic for all features
+            mean, std = mean.reshape(()), std.reshape(())
+        elif x.dim() != 4 or mean.shape[1] not in (1, x.shape[1]):
+            # broadcasting would hide a channel mismatch (3-channel statistics on 1-channel images)
+            raise RuntimeError(f"expected images [B, {mean.shape[1]}, H, W], got {tuple(x.shape)}")
+        return (x - mean) / std
 
     def extra_repr(self) -> str:
         if self.mean is None or self.std is None:
