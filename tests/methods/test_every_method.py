@@ -1,0 +1,36 @@
+"""Every registered method takes one finite training step on a zoo pair; only the student learns."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from kdlab.data.loader import Batch
+from kdlab.methods import METHODS, MethodContext, build_method
+from kdlab.models import MODELS
+from kdlab.outputs import ModelOutput
+from kdlab.taps import Taps
+from kdlab.teachers import Teacher
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_one_finite_step_and_no_gradient_to_the_teacher(name):
+    torch.manual_seed(0)
+    teacher = Teacher([MODELS.get("resnet8")(num_classes=10, in_channels=1) for _ in range(2)])
+    student = MODELS.get("cnn")(num_classes=10, in_channels=1, width=4)
+    entry = METHODS.get(name)
+    assert dataclasses.is_dataclass(entry.params) and entry.summary
+    method = build_method(name, {}, MethodContext(student, teacher, 10))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    batch = Batch(x=x, y=y, index=torch.arange(8))
+    taps = Taps(student, method.student_layers) if method.student_layers else None
+    student_out = ModelOutput(student(x), taps.collect() if taps else {})
+    teacher_out = teacher(x) if method.needs_teacher else None
+    terms = method(student_out, teacher_out, batch)
+    assert terms and all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    optimizer = torch.optim.SGD([*student.parameters(), *method.parameters()], lr=0.1)
+    sum(terms.values()).backward()
+    optimizer.step()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(not torch.equal(v, student.state_dict()[k]) for k, v in before.items())
