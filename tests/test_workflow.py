@@ -183,3 +183,14 @@ def test_main_preset_with_the_shipped_teacher(capsys, fashion_mnist_available, t
     assert summary["teacher"]["name"] == "pretrained:fashion_mnist_resnet20"
     assert summary["teacher"]["test"]["accuracy"] > 0.9  # the shipped weights are real
     assert "independent student" in capsys.readouterr().out
+
+
+def test_api_checks_the_student_and_evaluates_named_splits(synthetic_teacher, tmp_path):
+    teacher = kdlab.build.load_model_file(synthetic_teacher / "model.pt")[0]
+    wrong = MODELS.get("cnn")(num_classes=7, in_channels=1, width=4)
+    with pytest.raises(kdlab.errors.ConfigError, match="Student 0 .* predicts 7 classes"):
+        kdlab.distill(teacher=teacher, student=wrong, train="synthetic", runs_dir=tmp_path, device="cpu")
+    assert not any(tmp_path.iterdir())  # nothing written for a refused run
+    val = kdlab.evaluate(teacher=teacher, student=teacher, data="synthetic", split="val", device="cpu")
+    test = kdlab.evaluate(teacher=teacher, student=teacher, data="synthetic", device="cpu")
+    assert val["student"]["agreement"] == 1.0 and val["teacher"]["accuracy"] != test["teacher"]["accuracy"]

@@ -12,13 +12,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from kdlab.build import build_model, check_teacher, teacher_members
-from kdlab.config import MethodConfig, ModelSpec, OptimConfig
+from kdlab.build import build_model, check_models, check_teacher, teacher_members
+from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig
 from kdlab.data.loader import Augment
 from kdlab.engine import Recipe
 from kdlab.errors import ConfigError
@@ -26,6 +26,7 @@ from kdlab.evaluation import eval_mode, predict_all, split_metrics
 from kdlab.experiment import Member, Shared, resolve_device, run_member
 from kdlab.methods import METHODS, method_params
 from kdlab.runs import RunFolder, unique_name
+from kdlab.sources import config_sources
 from kdlab.store import RunIndex, RunRecord
 from kdlab.teachers import Teacher
 from kdlab.typecheck import build_dataclass
@@ -115,6 +116,8 @@ def distill(
     shared_teacher = None if teacher is None else _teacher(teacher, sources.info, dev)
     shared = Shared(sources, dev, shared_teacher, None if teacher is None else _describe(teacher))
     spec = ModelSpec(student, {}) if isinstance(student, str) else None
+    if spec is None:
+        check_models([student], sources.info, next(student.parameters()).device, role="Student")
     make = (lambda: build_model(spec, sources.info)) if spec else (lambda: student)
     command = "distill" if teacher is not None else "train"
     root = Path(runs_dir)
@@ -177,20 +180,27 @@ def evaluate(
     student: nn.Module | str,
     data: UserData,
     *,
+    split: Literal["test", "val", "train"] = "test",
     device: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> dict[str, dict[str, float]]:
-    """Fidelity of ``student`` to ``teacher`` on ``data`` (for a data set name: its test split).
+    """Fidelity of ``student`` to ``teacher`` on ``data``; for a data set name, on its ``split``
+    (``val`` and ``train`` as kdlab splits the training set by default).
 
     Returns ``{"teacher": {accuracy, nll, ece}, "student": {accuracy, nll, ece, agreement, kl, tv}}``
     (accuracy/NLL/ECE only where the data are labelled).
     """
     dev = resolve_device(device)
-    sources = user_sources(data, data, None, batch_size=batch_size, augment=Augment(), device=dev)
-    source = sources.test
-    t = _teacher(teacher, sources.info, dev)
-    s = teacher_members([student], sources.info)[0] if isinstance(student, str) else student
+    if isinstance(data, str):
+        sources = config_sources(DataConfig(name=data, eval_batch_size=batch_size), dev)
+    else:
+        sources = user_sources(data, data, None, batch_size=batch_size, augment=Augment(), device=dev)
+        split = "test"
+    source, info = sources.split(split), sources.info
+    t = _teacher(teacher, info, dev)
+    s = teacher_members([student], info)[0] if isinstance(student, str) else student
     s = s.to(dev)
+    check_models([s], info, dev, role="Student")
     with eval_mode(s):
         logits, targets, _ = predict_all({"s": lambda b: s(b.x), "t": lambda b: t(b.x).logits}, source.epoch(0), dev)
     return {

@@ -16,6 +16,7 @@ from kdlab import checkpoint
 from kdlab.config import ModelSpec
 from kdlab.data.base import DataInfo
 from kdlab.errors import CheckpointError, ConfigError, suggest
+from kdlab.evaluation import eval_mode
 from kdlab.models import MODELS
 from kdlab.teachers import Teacher
 from kdlab.typecheck import check_kwargs
@@ -176,18 +177,23 @@ def teacher_members(specs: Sequence[Any], info: DataInfo) -> list[nn.Module]:
 
 def check_teacher(teacher: Teacher, info: DataInfo, device: torch.device) -> None:
     """A teacher must accept the data's images and predict the data's classes."""
+    check_models(list(teacher.members), info, device, role="Teacher model")
+
+
+def check_models(models: Sequence[nn.Module], info: DataInfo, device: torch.device, *, role: str) -> None:
+    """Each model must accept the data's images and predict the data's classes (probed with a zero batch)."""
     x = torch.zeros(2, info.in_channels, *info.image_size, device=device)
-    for i, member in enumerate(teacher.members):
+    for i, member in enumerate(models):
         try:
-            with torch.no_grad():
+            with torch.no_grad(), eval_mode(member):
                 out = member(x)
         except RuntimeError as exc:
             raise ConfigError(
-                f"Teacher model {i} ({type(member).__name__}) cannot take {info.name} images of "
+                f"{role} {i} ({type(member).__name__}) cannot take {info.name} images of "
                 f"shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}"
             ) from None
         if out.shape[-1] != info.num_classes:
             raise ConfigError(
-                f"Teacher model {i} ({type(member).__name__}) predicts {out.shape[-1]} classes but the data set "
-                f"{info.name!r} has {info.num_classes}; distil with a teacher trained on the same classes."
+                f"{role} {i} ({type(member).__name__}) predicts {out.shape[-1]} classes but the data set "
+                f"{info.name!r} has {info.num_classes}; use a model made for the same classes."
             )

@@ -9,8 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdlab.errors import Interrupted, KdlabError
+
+if TYPE_CHECKING:  # the CLI imports the library lazily, so that `kdlab --help` starts fast
+    from kdlab.config import Config
+    from kdlab.workflow import Outcome
 
 MAIN_PRESET = "fashion_mnist_kd"
 
@@ -22,22 +27,21 @@ def _split(items: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, list(items)
 
 
-def _announce(config: object, command: str, quiet: bool) -> None:
+def _announce(c: Config, command: str, quiet: bool) -> None:
     if quiet:
         return
-    c = config  # type: ignore[assignment]
     teacher = f" · teacher {', '.join(map(str, c.teacher))}" if c.teacher else ""
+    options = ", ".join(f"{k}={v}" for k, v in c.student.options.items())
     print(
-        f"kdlab {command}: {c.data.name}{teacher} · student {c.student.name}"
-        f"{'(' + ', '.join(f'{k}={v}' for k, v in c.student.options.items()) + ')' if c.student.options else ''}"
+        f"kdlab {command}: {c.data.name}{teacher} · student {c.student.name}{f'({options})' if options else ''}"
         f" · method {c.method.name} · {c.epochs} epochs · seeds {','.join(map(str, c.seeds))}",
         file=sys.stderr,
     )
 
 
-def _report(outcome: object) -> None:
-    print(outcome.table)  # type: ignore[attr-defined]
-    print(f"\nwall time {outcome.wall_time_s:.1f} s · results in {outcome.folder}")  # type: ignore[attr-defined]
+def _report(outcome: Outcome) -> None:
+    print(outcome.table)
+    print(f"\nwall time {outcome.wall_time_s:.1f} s · results in {outcome.folder}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,7 +69,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     command = folder.command()
     config = cfg.resolve(folder.read_config())
     _announce(config, f"resume {command}", args.quiet)
-    _report(execute(config, command, folder=folder.path, resume=True, progress=not args.quiet))  # type: ignore[arg-type]
+    _report(execute(config, command, folder=folder.path, resume=True, progress=not args.quiet))
     return 0
 
 
@@ -73,19 +77,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kdlab.api import evaluate
     from kdlab.table import format_table
 
-    data = args.data
-    if args.split != "test":
-        from kdlab import config as cfg
-        from kdlab.experiment import resolve_device
-        from kdlab.sources import config_sources
-
-        sources = config_sources(cfg.resolve({"data": {"name": data}}).data, resolve_device(args.device))
-        source = sources.split(args.split)
-        xs, ys = zip(*[(b.x, b.y) for b in source.epoch(0)], strict=True)
-        import torch
-
-        data = (torch.cat(xs).cpu(), torch.cat(ys).cpu())
-    result = evaluate(args.teacher if len(args.teacher) > 1 else args.teacher[0], args.model, data, device=args.device)
+    teacher = args.teacher if len(args.teacher) > 1 else args.teacher[0]
+    result = evaluate(teacher, args.model, args.data, split=args.split, device=args.device)
     keys = ["accuracy", "nll", "ece", "agreement", "kl", "tv"]
     rows = [[who, *[result[who].get(k) for k in keys]] for who in ("teacher", "student")]
     print(format_table(["model", *keys], [[r[0], *[None if v is None else f"{v:.4f}" for v in r[1:]]] for r in rows]))

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -80,7 +80,7 @@ class RunFolder:
         write_json(self.path / RUN_FILE, {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         write_atomic(config, yaml.safe_dump(mapping, sort_keys=False).encode())
 
-    def command(self) -> str:
+    def command(self) -> Literal["train", "distill"]:
         """``train`` or ``distill``: what started this run."""
         path = self.path / RUN_FILE
         if not path.is_file():
