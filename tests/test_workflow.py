@@ -188,7 +188,7 @@ def test_main_preset_with_the_shipped_teacher(capsys, fashion_mnist_available, t
 def test_api_checks_the_student_and_evaluates_named_splits(synthetic_teacher, tmp_path):
     teacher = kdlab.build.load_model_file(synthetic_teacher / "model.pt")[0]
     wrong = MODELS.get("cnn")(num_classes=7, in_channels=1, width=4)
-    with pytest.raises(kdlab.errors.ConfigError, match="Student 0 .* predicts 7 classes"):
+    with pytest.raises(kdlab.errors.ConfigError, match=r"Student 0 .* predicts 7 classes"):
         kdlab.distill(teacher=teacher, student=wrong, train="synthetic", runs_dir=tmp_path, device="cpu")
     assert not any(tmp_path.iterdir())  # nothing written for a refused run
     val = kdlab.evaluate(teacher=teacher, student=teacher, data="synthetic", split="val", device="cpu")
