@@ -24,7 +24,7 @@ from kdlab.engine import Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, predict_all, split_metrics
 from kdlab.experiment import Member, Shared, resolve_device, run_member
-from kdlab.methods import METHODS, method_params
+from kdlab.methods import method_params, needs_teacher, params_mapping
 from kdlab.runs import RunFolder, unique_name
 from kdlab.sources import config_sources
 from kdlab.store import RunIndex, RunRecord
@@ -98,7 +98,7 @@ def distill(
     """
     dev = resolve_device(device)
     params = method_params(method, hyper_parameters)
-    if teacher is None and METHODS.get(method).build.needs_teacher:
+    if teacher is None and needs_teacher(method):
         raise ConfigError(f"Method {method!r} needs a teacher; pass teacher=... (or use method='ce').")
     optim = build_dataclass(
         OptimConfig,
@@ -127,7 +127,7 @@ def distill(
         "command": command,
         "teacher": shared.teacher_name,
         "student": student if isinstance(student, str) else type(student).__name__,
-        "method": {"name": method, **vars(params)},
+        "method": {"name": method, **params_mapping(params)},
         "epochs": epochs,
         "batch_size": batch_size,
         "optim": vars(optim),
@@ -136,7 +136,7 @@ def distill(
         "data": sources.info.name,
     }
     folder.claim(mapping, command=command, resume=False)
-    member = Member(folder, seed, MethodConfig(method, dict(vars(params))), label=f"{method} seed {seed}")
+    member = Member(folder, seed, MethodConfig(method, params_mapping(params)), label=f"{method} seed {seed}")
     record = RunRecord(
         name=folder.path.name,
         command=command,

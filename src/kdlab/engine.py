@@ -192,6 +192,8 @@ class Engine:
                 for epoch in range(epoch, self.recipe.epochs):  # noqa: B020  (resumes mid-run)
                     self.student.train()
                     self.method.train()
+                    if hasattr(self.method, "start_epoch"):
+                        self.method.start_epoch(epoch, self.recipe.epochs)
                     for step, batch in enumerate(self.train.epoch(epoch, start), start=start):
                         loss, terms = self._step(batch)
                         meter.add(terms, loss, step)

@@ -19,7 +19,7 @@ from kdlab.config import MethodConfig, ModelSpec
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
-from kdlab.methods import MethodContext, build_method
+from kdlab.methods import MethodContext, build_method, params_mapping
 from kdlab.runs import RunFolder
 from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
 from kdlab.teachers import Teacher
@@ -127,21 +127,22 @@ def run_member(
     torch.manual_seed(member.seed)
     student = make_student().to(shared.device)
     info = shared.sources.info
-    method = build_method(
-        member.method.name, member.method.params, MethodContext(student, shared.teacher, info.num_classes)
-    ).to(shared.device)
+    context = MethodContext(
+        student,
+        shared.teacher,
+        info.num_classes,
+        input_shape=(info.in_channels, *info.image_size),
+        num_train=shared.sources.num_train,
+        epochs=recipe.epochs,
+    )
+    method = build_method(member.method.name, member.method.params, context).to(shared.device)
     if method.needs_teacher and shared.teacher is None:
         raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=... (or use method=ce).")
     teacher_source = None
+    if shared.teacher is not None:
+        shared.teacher.tap(method.teacher_layers)
     if shared.teacher is not None and method.needs_teacher:
-        precomputed = (
-            teacher_cache
-            and shared.sources.fixed_views
-            and not method.teacher_layers
-            and not getattr(method, "needs_member_logits", False)
-        )
-        table = shared.teacher_logits("train") if precomputed else None
-        teacher_source = cached_teacher(table) if table is not None else online_teacher(shared.teacher)
+        teacher_source = _teacher_source(method, shared, teacher_cache)
     engine = Engine(
         student=student,
         method=method,
@@ -180,7 +181,7 @@ def run_member(
     training_time = history[-1]["time_s"] if history else 0.0
     summary = {
         **result,
-        "method": {"name": member.method.name, **_params(method)},
+        "method": {"name": member.method.name, **params_mapping(getattr(method, "params", {}))},
         "role": member.role,
         "seed": member.seed,
         "epochs": recipe.epochs,
@@ -197,6 +198,13 @@ def run_member(
     return student, summary
 
 
-def _params(method: nn.Module) -> dict[str, Any]:
-    params = getattr(method, "params", None)
-    return dict(vars(params)) if params is not None else {}
+def _teacher_source(method: nn.Module, shared: Shared, teacher_cache: bool) -> Callable[[Any], Any]:
+    """Teacher outputs looked up for fixed views (no augmentation) when they fit in memory, else online."""
+    assert shared.teacher is not None and shared.predictions is not None
+    if teacher_cache and shared.sources.fixed_views and not getattr(method, "needs_member_logits", False):
+        logits = shared.predictions.table("train")
+        features = shared.predictions.features("train", tuple(method.teacher_layers)) if method.teacher_layers else {}
+        shared.teacher.tap(method.teacher_layers)  # computing tables may have re-tapped the teacher
+        if logits is not None and features is not None:
+            return cached_teacher(logits, features)
+    return online_teacher(shared.teacher)

@@ -16,7 +16,8 @@ from kdlab.data import load_dataset, stratified_split, stratified_subset
 from kdlab.data.base import DataInfo
 from kdlab.data.loader import Augment, Batch, TensorLoader
 from kdlab.engine import BatchSource
-from kdlab.evaluation import predict_all
+from kdlab.evaluation import autocast_for, predict_all
+from kdlab.methods.layers import feature_shapes
 from kdlab.outputs import ModelOutput
 from kdlab.teachers import Teacher
 
@@ -31,6 +32,7 @@ class Sources:
     val: BatchSource | None
     test: BatchSource | None
     fixed_views: bool  # True when a sample index names the same pixels in every epoch (no augmentation)
+    num_train: int = 0  # training examples (memory banks index them)
 
     def split(self, name: str) -> BatchSource | None:
         return {"train": self.train_eval, "val": self.val, "test": self.test}[name]
@@ -60,6 +62,7 @@ def tensor_sources(
         val=fixed(val),
         test=fixed(test),
         fixed_views=not augment.active,
+        num_train=len(x),
     )
 
 
@@ -91,29 +94,74 @@ def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
     )
 
 
+CACHE_BUDGET_BYTES = 4 << 30  # teacher features kept in memory for fixed views, at most
+
+
 class TeacherPredictions:
-    """The frozen teacher's logits on each fixed split, computed once and shared by every run."""
+    """The frozen teacher's logits (and tapped features) on each fixed split, computed once and shared by
+    every run; features only while they fit in :data:`CACHE_BUDGET_BYTES`."""
 
     def __init__(self, teacher: Teacher, sources: Sources, device: torch.device) -> None:
         self.teacher, self.sources, self.device = teacher, sources, device
-        self._tables: dict[str, torch.Tensor] = {}
+        self._logits: dict[str, torch.Tensor] = {}
+        self._features: dict[tuple[str, str], torch.Tensor] = {}
+
+    def _fixed(self, split: str) -> TensorLoader | None:
+        source = self.sources.split(split)
+        return source if isinstance(source, TensorLoader) else None
 
     def table(self, split: str) -> torch.Tensor | None:
         """Logits ``[N, c]`` indexed by sample index, or None when the split has no fixed order."""
-        source = self.sources.split(split)
-        if not isinstance(source, TensorLoader):
+        source = self._fixed(split)
+        if source is None:
             return None
-        if split not in self._tables:
-            logits, _, index = predict_all({"t": lambda b: self.teacher(b.x).logits}, source.epoch(0), self.device)
-            table = torch.empty_like(logits["t"])
-            table[index] = logits["t"]
-            self._tables[split] = table
-        return self._tables[split]
+        if split not in self._logits:
+            self._logits[split] = self._predict(source, lambda b: self.teacher(b.x).logits)
+        return self._logits[split]
+
+    def features(self, split: str, layers: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+        """Tapped outputs ``{layer: [N, ...]}`` indexed by sample index, or None when the split has no fixed
+        order or they would not fit in the memory budget (then the teacher runs online)."""
+        source = self._fixed(split)
+        missing = [layer for layer in layers if (split, layer) not in self._features]
+        if source is None:
+            return None
+        if missing:
+            shapes = feature_shapes(self.teacher.members[0], missing, tuple(source.x.shape[1:]), owner="teacher")
+            new = sum(len(source.x) * shape.numel() * 4 for shape in shapes.values())
+            if new + self._held(keep=layers) > CACHE_BUDGET_BYTES:
+                return None
+            if new + self._held() > CACHE_BUDGET_BYTES:  # make room: drop tables this method does not use
+                self._features = {k: v for k, v in self._features.items() if k[1] in layers}
+            self.teacher.tap(tuple(missing))
+            tables: dict[str, torch.Tensor] = {}
+            with torch.no_grad(), autocast_for(self.device):
+                for batch in source.epoch(0):  # one teacher pass fills every missing table
+                    for layer, value in self.teacher(batch.x).features.items():
+                        if layer not in tables:
+                            tables[layer] = torch.empty(len(source.x), *value.shape[1:], device=self.device)
+                        tables[layer][batch.index] = value.float()
+            self._features.update({(split, layer): table for layer, table in tables.items()})
+        return {layer: self._features[(split, layer)] for layer in layers}
+
+    def _held(self, keep: tuple[str, ...] | None = None) -> int:
+        return sum(t.numel() * t.element_size() for k, t in self._features.items() if keep is None or k[1] in keep)
+
+    def _predict(self, source: TensorLoader, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:
+        out, _, index = predict_all({"t": fn}, source.epoch(0), self.device)
+        table = torch.empty_like(out["t"])
+        table[index] = out["t"]
+        return table
 
 
-def cached_teacher(table: torch.Tensor) -> Callable[[Batch], ModelOutput]:
+def cached_teacher(
+    table: torch.Tensor, features: dict[str, torch.Tensor] | None = None
+) -> Callable[[Batch], ModelOutput]:
     """A teacher source that looks outputs up by sample index (valid only for fixed views)."""
-    return lambda batch: ModelOutput(logits=table[batch.index])
+    features = features or {}
+    return lambda batch: ModelOutput(
+        logits=table[batch.index], features={k: v[batch.index] for k, v in features.items()}
+    )
 
 
 def online_teacher(teacher: Teacher) -> Callable[[Batch], ModelOutput]:

@@ -42,6 +42,16 @@ class Teacher(nn.Module):
         super().train(False)
         self.taps = Taps(self.members[0], layers, owner="teacher") if layers else None
 
+    def tap(self, layers: Sequence[str]) -> None:
+        """Tap ``layers`` of the (single) teacher from now on, replacing earlier taps."""
+        if self.taps is not None:
+            self.taps.remove()
+            self.taps = None
+        if layers and self.size > 1:
+            raise ConfigError(f"Teacher layers {list(layers)} were requested from an ensemble of {self.size} models.")
+        if layers:
+            self.taps = Taps(self.members[0], layers, owner="teacher")
+
     def train(self, mode: bool = True) -> Teacher:
         return super().train(False)
 

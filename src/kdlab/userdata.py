@@ -98,6 +98,7 @@ def user_sources(
             evaluation["val"],
             evaluation["test"],
             fixed_views=False,
+            num_train=len(train.dataset) if hasattr(train.dataset, "__len__") else 0,
         )
     x, y = as_tensors(train, "train")
     info = _info(x, y, num_classes)

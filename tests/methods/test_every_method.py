@@ -16,13 +16,16 @@ from kdlab.teachers import Teacher
 @pytest.mark.parametrize("name", METHODS.names())
 def test_one_finite_step_and_no_gradient_to_the_teacher(name):
     torch.manual_seed(0)
-    teacher = Teacher([MODELS.get("resnet8")(num_classes=10, in_channels=1) for _ in range(2)])
+    teacher = Teacher(MODELS.get("resnet8")(num_classes=10, in_channels=1))
+    teacher.members[0].eval()
     student = MODELS.get("cnn")(num_classes=10, in_channels=1, width=4)
     entry = METHODS.get(name)
     assert dataclasses.is_dataclass(entry.params) and entry.summary
-    method = build_method(name, {}, MethodContext(student, teacher, 10))
+    context = MethodContext(student, teacher, 10, input_shape=(1, 28, 28), num_train=64, epochs=2)
+    method = build_method(name, {}, context)
+    teacher.tap(method.teacher_layers)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    batch = Batch(x=x, y=y, index=torch.arange(8))
+    batch = Batch(x=x, y=y, index=torch.arange(8) * 7)
     taps = Taps(student, method.student_layers) if method.student_layers else None
     student_out = ModelOutput(student(x), taps.collect() if taps else {})
     teacher_out = teacher(x) if method.needs_teacher else None
