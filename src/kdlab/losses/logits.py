@@ -114,3 +114,122 @@ def label_cross_entropy(
         return loss
     mixed = F.cross_entropy(z, targets[mix_perm], ignore_index=-1, label_smoothing=label_smoothing)
     return mix_lambda * loss + (1.0 - mix_lambda) * mixed
+
+
+# --- the other response-level losses of gnosis (papers.md §1.2; Stanton et al. 2021) -----------------------------
+
+HardLabels = Literal["argmax", "sample"]
+
+
+def _tau_squared(temperature: Temperature) -> float | torch.Tensor:
+    """τ² as a float, or per example ``[B]`` for a ``[B, 1]`` temperature."""
+    return temperature.reshape(-1) ** 2 if isinstance(temperature, torch.Tensor) else temperature**2
+
+
+def _student_log_probs(student_logits: torch.Tensor, temperature: Temperature) -> torch.Tensor:
+    return F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
+
+
+def reverse_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: Temperature = 4.0,
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """Reverse cross-entropy ``τ² · mean_b [ −Σ_j σ_j(z_s/τ) log σ_j(z_t/τ) ]`` (scalar).
+
+    gnosis ``TeacherStudentRevCrossEntLoss`` (Stanton et al. 2021, papers.md §1.2): the student's
+    distribution weighs the teacher's log-probabilities, so the student is mode-seeking. Shapes as in
+    the module docstring; ``[B, 1]`` temperatures scale each example by its own τ².
+    """
+    log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
+    p = _student_log_probs(student_logits, temperature).exp()
+    return (-(p * log_q).sum(-1) * _tau_squared(temperature)).mean()
+
+
+def symmetric_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: Temperature = 4.0,
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """``mean_b [ KL(q‖p) + KL(p‖q) ]`` with ``q = σ(z_t/τ)``, ``p = σ(z_s/τ)``; no τ² (scalar).
+
+    gnosis ``SymmetrizedKLLoss`` (papers.md §1.2). Per example the sum is ``Σ_j (q_j − p_j)(log q_j − log p_j)``
+    (Jeffreys divergence), zero iff ``p = q``.
+    """
+    log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
+    log_p = _student_log_probs(student_logits, temperature)
+    return ((log_q.exp() - log_p.exp()) * (log_q - log_p)).sum(-1).mean()
+
+
+def brier(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: Temperature = 4.0,
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """Brier distance ``mean_{b,j} (σ_j(z_s/τ) − σ_j(z_t/τ))²`` — mean over classes AND examples; no τ².
+
+    gnosis ``BrierLoss`` (``F.mse_loss`` of the probabilities; papers.md §1.2). Returns a scalar.
+    """
+    q = teacher_log_probs(teacher_logits, temperature, ensemble).exp()
+    p = _student_log_probs(student_logits, temperature).exp()
+    return (p - q).square().mean()
+
+
+def teacher_labels(
+    teacher_logits: torch.Tensor,
+    temperature: Temperature = 1.0,
+    mode: HardLabels = "argmax",
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """The teacher's hard labels ``[B]`` (int64): ``argmax_j z_t`` or one draw from ``σ(z_t/τ)``.
+
+    ``"sample"`` draws with the global torch RNG of the logits' device (so a resumed run, which restores
+    that RNG, draws the same labels) via the exponential race ``argmax_j q_j / E_j``, ``E_j ~ Exp(1)``,
+    which picks class j with probability ``q_j`` and needs no host synchronisation.
+    """
+    log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
+    if mode == "argmax":
+        return log_q.argmax(-1)
+    if mode != "sample":
+        raise ValueError(f"mode must be 'argmax' or 'sample', got {mode!r}")
+    race = torch.empty_like(log_q).exponential_()
+    return (log_q - race.log()).argmax(-1)
+
+
+def hard_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: Temperature = 4.0,
+    mode: HardLabels = "argmax",
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """Cross-entropy with the teacher's labels ``mean_b [ −τ_b² log σ_ŷ_b(z_s/τ_b) ]`` (scalar).
+
+    gnosis ``TeacherStudentHardCrossEntLoss`` (papers.md §1.2): ``ŷ`` is the teacher's argmax or a sample
+    from ``σ(z_t/τ)`` (see :func:`teacher_labels`); the student is tempered and the loss τ²-scaled like KD.
+    gnosis' optional label corruption is not implemented.
+    """
+    labels = teacher_labels(teacher_logits, temperature, mode, ensemble)
+    log_p = _student_log_probs(student_logits, temperature)
+    picked = log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (-picked * _tau_squared(temperature)).mean()
+
+
+def anneal_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    beta: float,
+    temperature: Temperature = 4.0,
+    ensemble: EnsembleTemperature = "after_mean",
+) -> torch.Tensor:
+    """Convex anneal ``β · hard_kd(argmax) + (1 − β) · kd`` at the same τ (scalar).
+
+    gnosis ``TeacherStudentCvxCrossEnt`` (papers.md §1.2); the caller lowers β from β₀ to 0 over the run.
+    """
+    soft = kd(student_logits, teacher_logits, temperature, ensemble)
+    if beta == 0:
+        return soft
+    return beta * hard_kd(student_logits, teacher_logits, temperature, "argmax", ensemble) + (1.0 - beta) * soft
