@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI imports the library lazily, so that `kdlab --help` 
     from kdlab.workflow import Outcome
 
 MAIN_PRESET = "fashion_mnist_kd"
+COMPARE_PRESET = "fashion_mnist_compare"
 
 
 def _split(items: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -49,14 +50,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kdlab.workflow import execute
 
     source, overrides = _split(args.items)
-    if args.command == "distill" and source is None:
-        source = MAIN_PRESET
+    if source is None and args.command != "train":
+        source = MAIN_PRESET if args.command == "distill" else COMPARE_PRESET
     raw = cfg.apply_overrides(cfg.load_mapping(source), overrides)
     if args.command == "train":
         raw.setdefault("method", {"name": "ce"})
     config = cfg.resolve(raw)
     _announce(config, args.command, args.quiet)
     _report(execute(config, args.command, progress=not args.quiet))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kdlab import compare
+    from kdlab import config as cfg
+    from kdlab.workflow import compared_methods, execute
+
+    source, overrides = _split(args.items)
+    config = cfg.resolve(cfg.apply_overrides(cfg.load_mapping(source or COMPARE_PRESET), overrides))
+    if not args.quiet:
+        names = ", ".join(label for label, _ in compared_methods(config))
+        print(f"kdlab compare: {names} and the independent student", file=sys.stderr)
+    outcome = execute(config, "compare", progress=not args.quiet)
+    print(compare.write(outcome.folder, outcome.summaries, config))
+    print(f"\nwall time {outcome.wall_time_s:.1f} s · compare.json, compare.md, compare.png in {outcome.folder}")
     return 0
 
 
@@ -69,7 +86,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     command = folder.command()
     config = cfg.resolve(folder.read_config())
     _announce(config, f"resume {command}", args.quiet)
-    _report(execute(config, command, folder=folder.path, resume=True, progress=not args.quiet))
+    outcome = execute(config, command, folder=folder.path, resume=True, progress=not args.quiet)
+    if command == "compare":
+        from kdlab import compare
+
+        print(compare.write(outcome.folder, outcome.summaries, config))
+    else:
+        _report(outcome)
     return 0
 
 
@@ -185,6 +208,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="a YAML file or preset, then overrides")
         s.add_argument("--quiet", action="store_true", help="no progress bars")
         s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("compare", help="several methods, same teacher/student/data/budget: table, json, md, chart")
+    s.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="e.g. methods=kd,dkd,at seeds=0,1,2")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=cmd_compare)
     s = sub.add_parser("resume", help="continue an interrupted run or run group")
     s.add_argument("run", help="the run (or group) folder")
     s.add_argument("--quiet", action="store_true")
@@ -220,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
     # overrides may follow options (`kdlab distill --quiet epochs=3`): argparse leaves them over
-    if extra and (args.fn is not cmd_run or any(e.startswith("-") for e in extra)):
+    if extra and (args.fn not in (cmd_run, cmd_compare) or any(e.startswith("-") for e in extra)):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.items += extra

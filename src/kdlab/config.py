@@ -90,6 +90,7 @@ class Config:
     device: str = "auto"
     independent: bool = False
     teacher_cache: bool = True
+    methods: list[Any] = field(default_factory=list)  # kdlab compare: names or {name: ..., option: value}
 
 
 _NAMED = ("data", "student", "method")  # sections that take `name` plus entry-specific options
@@ -125,6 +126,8 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
     for key in _NAMED:
         if isinstance(raw.get(key), str):
             raw[key] = {"name": raw[key]}
+    if isinstance(raw.get("methods"), str):
+        raw["methods"] = [m.strip() for m in raw["methods"].split(",") if m.strip()]
     teacher = raw.get("teacher")
     if isinstance(teacher, str):
         raw["teacher"] = [t.strip() for t in teacher.split(",") if t.strip()]

@@ -21,8 +21,8 @@ from kdlab.store import RunIndex, RunRecord
 from kdlab.summaries import aggregate, comparison_table
 from kdlab.teachers import Teacher
 
-Command = Literal["train", "distill"]
-ROLE_LABELS = {"independent": "independent student"}
+Command = Literal["train", "distill", "compare"]
+DEFAULT_COMPARE = ("kd", "dkd", "fitnets", "at", "sp", "rkd", "pkt", "gkd", "crd")
 
 
 @dataclass
@@ -33,11 +33,43 @@ class Outcome:
     wall_time_s: float
 
 
+def compared_methods(config: Config) -> list[tuple[str, MethodConfig]]:
+    """(label, method) pairs ``kdlab compare`` runs. ``methods`` entries are names or mappings
+    ``{name: METHOD, label: SHOWN_AS, option: value}`` (a label tells two settings of one method apart)."""
+    out = []
+    for entry in config.methods or list(DEFAULT_COMPARE):
+        if isinstance(entry, str):
+            out.append((entry, MethodConfig(entry, {})))
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            options = {k: v for k, v in entry.items() if k not in ("name", "label")}
+            out.append((str(entry.get("label", entry["name"])), MethodConfig(entry["name"], options)))
+        else:
+            raise ConfigError(f"methods entries are method names or {{name: METHOD, option: value}}; got {entry!r}.")
+    labels = [label for label, _ in out]
+    if len(set(labels)) != len(labels) or "independent" in labels:
+        raise ConfigError(
+            f"methods lists a method twice (or names one 'independent'): {labels}; "
+            "give repeated methods different labels, e.g. {name: rkd, label: rkd-d, angle_weight: 0}."
+        )
+    return out
+
+
+def roles(config: Config, command: Command) -> list[tuple[str, MethodConfig]]:
+    """(role, method) pairs: the trained model(s) and, where asked, the independent-student control."""
+    if command == "compare":
+        return [*compared_methods(config), ("independent", MethodConfig("ce", {}))]
+    pairs = [("main", config.method)]
+    if command == "distill" and config.independent:
+        pairs.append(("independent", MethodConfig("ce", {})))
+    return pairs
+
+
 def check(config: Config, command: Command) -> None:
     """Every name and option is valid — before any data is read."""
     DATASETS.get(config.data.name)
     check_spec(config.student, "student")
-    method_params(config.method.name, config.method.params)
+    for _, method in roles(config, command):
+        method_params(method.name, method.params)
     if command == "train" and config.teacher:
         raise ConfigError("kdlab train trains a model from labels alone; remove teacher=... or use kdlab distill.")
     if command == "train" and config.method.name != "ce":
@@ -45,34 +77,33 @@ def check(config: Config, command: Command) -> None:
             f"kdlab train uses method=ce (labels only); got method={config.method.name}. "
             "Distillation methods run with kdlab distill."
         )
-    if command == "distill" and not config.teacher:
-        raise ConfigError("kdlab distill needs a teacher: teacher=pretrained:NAME, a run folder or a list of them.")
+    if command != "train" and not config.teacher:
+        raise ConfigError(f"kdlab {command} needs a teacher: teacher=pretrained:NAME, a run folder or a list of them.")
 
 
 def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Member]]:
     """The runs to do; several (seeds × roles) go in sub-folders of a group folder."""
-    roles = [("main", config.method)]
-    if command == "distill" and config.independent:
-        roles.append(("independent", MethodConfig("ce", {})))
-    grouped = len(config.seeds) > 1 or len(roles) > 1
+    pairs = roles(config, command)
+    grouped = len(config.seeds) > 1 or len(pairs) > 1
     members = []
-    for role, method in roles:
+    for role, method in pairs:
         for seed in config.seeds:
             sub = f"seed{seed}" if role == "main" else f"{role}-seed{seed}"
-            members.append(
-                Member(
-                    RunFolder(folder / sub if grouped else folder),
-                    seed,
-                    method,
-                    role,
-                    label=f"{method.name} seed {seed}",
-                )
-            )
+            folder_of = RunFolder(folder / sub if grouped else folder)
+            members.append(Member(folder_of, seed, method, role, label=f"{method.name} seed {seed}"))
     return grouped, members
 
 
+def label(role: str, config: Config, command: Command) -> str:
+    if role == "independent":
+        return "independent student"
+    if role == "main":
+        return f"{config.method.name} student" if command == "distill" else "model"
+    return role
+
+
 def member_config(config: Config, member: Member) -> Config:
-    return replace(config, seeds=[member.seed], method=member.method, independent=False)
+    return replace(config, seeds=[member.seed], method=member.method, independent=False, methods=[])
 
 
 def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +138,7 @@ def execute(
     device = resolve_device(config.device)
     sources = config_sources(config.data, device)
     teacher = None
-    if command == "distill":
+    if command != "train":
         teacher = Teacher(teacher_members(config.teacher, sources.info))
         check_teacher(teacher.to(device), sources.info, device)
     if grouped:
@@ -135,10 +166,8 @@ def execute(
                 progress=progress,
             )
         )
-    labels = [
-        (ROLE_LABELS.get(r, f"{config.method.name} student" if command == "distill" else "model"), s)
-        for r, s in sorted(summaries.items(), key=lambda kv: kv[0] == "main")
-    ]
+    order = sorted(summaries, key=lambda r: (r != "independent", r == "main"))  # control first, main last
+    labels = [(label(r, config, command), summaries[r]) for r in order]
     table = comparison_table(labels, shared.teacher_metrics() if teacher is not None else None)
     wall = round(time.perf_counter() - began, 2)
     if grouped:
@@ -162,12 +191,13 @@ def _run(
 ) -> dict[str, Any]:
     mine = member_config(config, member)
     mapping = to_mapping(mine)
-    member.folder.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+    member_command = "distill" if command == "compare" else command
+    member.folder.claim(mapping, command=member_command, resume=resume, comparable=_comparable(mapping))
     if resume and member.folder.finished:
         return member.folder.read_summary()
     record = RunRecord(
         name=str(member.folder.path.resolve().relative_to(root.resolve())),
-        command=command,
+        command=member_command,
         status="running",
         started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         group=group,
