@@ -1,6 +1,24 @@
 """Distillation methods, registered by name (see :mod:`kdlab.methods.base` for the contract)."""
 
-from kdlab.methods import logit  # noqa: F401  (registers ce, kd)
-from kdlab.methods.base import METHODS, Method, MethodContext, build_method, method_params, register_method
+from kdlab.methods import feature, logit, logit_variants, relational  # noqa: F401  (registering imports)
+from kdlab.methods.base import (
+    METHODS,
+    Method,
+    MethodContext,
+    build_method,
+    method_params,
+    needs_teacher,
+    params_mapping,
+    register_method,
+)
 
-__all__ = ["METHODS", "Method", "MethodContext", "build_method", "method_params", "register_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodContext",
+    "build_method",
+    "method_params",
+    "needs_teacher",
+    "params_mapping",
+    "register_method",
+]
