@@ -16,8 +16,17 @@ SMALL = ["data=synthetic", "data.val_fraction=0.25", "student.width=4", "epochs=
 
 
 def test_compare_writes_table_json_markdown_and_chart(capsys, synthetic_teacher, tmp_path):
-    code = main(["compare", f"teacher={synthetic_teacher}", *SMALL, "methods=kd,kd+ce", "seeds=0,1",
-                 f"runs_dir={tmp_path}", "name=cmp"])
+    code = main(
+        [
+            "compare",
+            f"teacher={synthetic_teacher}",
+            *SMALL,
+            "methods=kd,kd+ce",
+            "seeds=0,1",
+            f"runs_dir={tmp_path}",
+            "name=cmp",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     for row in ("teacher", "kd", "kd+ce", "independent (ce)", "s/epoch", "±"):
@@ -31,7 +40,12 @@ def test_compare_writes_table_json_markdown_and_chart(capsys, synthetic_teacher,
     assert "| independent (ce) |" in (folder / "compare.md").read_text()
     assert (folder / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
-        "independent-seed0", "independent-seed1", "kd+ce-seed0", "kd+ce-seed1", "kd-seed0", "kd-seed1",
+        "independent-seed0",
+        "independent-seed1",
+        "kd+ce-seed0",
+        "kd+ce-seed1",
+        "kd-seed0",
+        "kd-seed1",
     ]
 
 

@@ -192,6 +192,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         "methods": METHODS.names(),
         "pretrained": pretrained_names(),
     }
+    if args.kind == "methods":  # the catalogue, with each method's defaults
+        import dataclasses
+
+        from kdlab.table import format_table
+
+        rows = []
+        for name in METHODS.names():
+            entry = METHODS.get(name)
+            defaults = ", ".join(
+                f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.params) if not f.name.endswith("_layers")
+            )
+            rows.append([name, "yes" if entry.build.needs_teacher else "no", entry.summary, defaults])
+        print(format_table(["method", "teacher", "what", "defaults"], rows))
+        return 0
     for kind in [args.kind] if args.kind else listings:
         print(f"{kind}: {', '.join(listings[kind])}")
     return 0

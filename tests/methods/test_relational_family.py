@@ -63,7 +63,7 @@ def test_registered_with_defaults_and_a_summary(name):
 
 def test_paper_weights():
     weights = {name: METHODS.get(name).params().weight for name in NAMES}
-    assert weights == {"sp": 3000.0, "rkd": 1.0, "pkt": 30000.0, "gkd": 25.0, "topology": 1.0}
+    assert weights == {"sp": 3000.0, "rkd": 1.0, "pkt": 30000.0, "gkd": 25.0, "topology": 0.001}
     rkd = METHODS.get("rkd").params()
     assert (rkd.distance_weight, rkd.angle_weight) == (25.0, 50.0)
 
