@@ -113,3 +113,23 @@ def test_list_and_layers(capsys):
     assert code == 0 and "resnet32x4" in out and "kd" in out and "fashion_mnist" in out
     code, out, _ = run(capsys, "layers", "resnet20", "--only", "layer1,layer3")
     assert code == 0 and "16x32x32" in out and "64x8x8" in out
+
+
+@pytest.mark.parametrize(
+    ("options", "needles"),
+    [
+        (
+            ["method=at", "method.student_layers=flatten", "method.teacher_layers=flatten"],
+            ["'at' cannot use the student layer 'flatten'", "shape (16,)", "[C, H, W]"],
+        ),
+        (["method=fitnets", "method.student_layers=stage9"], ["Layer 'stage9'", "Did you mean"]),
+        (
+            ["method=sp", "method.student_layers=stage1,stage2", "method.teacher_layers=stage3"],
+            ["pairs student and teacher layers one to one"],
+        ),
+        (["method=kd+at", "method.temperature=2"], ["give each part's options under its name"]),
+    ],
+)
+def test_layer_mistakes_name_the_layer_and_what_the_method_needs(capsys, synthetic_teacher, tmp_path, options, needles):
+    code, _, err = run(capsys, "distill", f"teacher={synthetic_teacher}", *SMALL, f"runs_dir={tmp_path}", *options)
+    assert_one_paragraph(code, err, *needles)

@@ -120,3 +120,64 @@ def test_learning_rate_schedules():
     assert [lr_factor(s * 10, cfg=step, steps_per_epoch=10, epochs=6) for s in range(6)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01]
     )
+
+
+def test_precomputed_teacher_features_equal_online_ones():
+    from kdlab.experiment import Shared
+    from kdlab.sources import tensor_sources
+
+    torch.manual_seed(3)
+    teacher = Teacher(MODELS.get("resnet8")(num_classes=4, in_channels=1))
+    sources = tensor_sources(
+        DATA.info,
+        (DATA.train_x, DATA.train_y),
+        None,
+        None,
+        batch_size=32,
+        eval_batch_size=50,
+        augment=Augment(),
+        device=torch.device("cpu"),
+    )
+    shared = Shared(sources, torch.device("cpu"), teacher)
+    tables = shared.predictions.features("train", ("layer1", "flatten"))
+    logits = shared.predictions.table("train")
+    teacher.tap(("layer1", "flatten"))
+    batch = next(sources.make_train(0).epoch(0))
+    online = teacher(batch.x)
+    assert torch.allclose(tables["layer1"][batch.index], online.features["layer1"], atol=1e-5)
+    assert torch.allclose(tables["flatten"][batch.index], online.features["flatten"], atol=1e-5)
+    assert torch.allclose(logits[batch.index], online.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["fitnets", "crd"])
+def test_methods_with_trainable_parts_resume_bit_identically(tmp_path, method):
+    def engine_for(path, init, hooks=()):
+        torch.manual_seed(100)
+        teacher = Teacher(MODELS.get("resnet8")(num_classes=4, in_channels=1))
+        torch.manual_seed(init)
+        student = MODELS.get("cnn")(num_classes=4, in_channels=1, width=4)
+        ctx = MethodContext(student, teacher, 4, input_shape=(1, 8, 8), num_train=len(DATA.train_x), epochs=2)
+        m = build_method(method, {}, ctx)
+        teacher.tap(m.teacher_layers)
+        loader = TensorLoader(DATA.train_x, DATA.train_y, 32, shuffle=True, seed=0)
+        return Engine(
+            student=student,
+            method=m,
+            train=loader,
+            teacher=online_teacher(teacher),
+            hooks=list(hooks),
+            recipe=Recipe(2, OptimConfig(lr=0.05), 0),
+            state_path=path / "state.pt",
+            progress=False,
+        )
+
+    whole = engine_for(tmp_path / "a", 0)
+    whole.fit()
+    cut = engine_for(tmp_path / "b", 0, [stop_at(1, 1)])
+    with pytest.raises(Interrupted):
+        cut.fit()
+    resumed = engine_for(tmp_path / "b", 5)
+    resumed.fit(resume=True)
+    for mine, theirs in ((whole.student, resumed.student), (whole.method, resumed.method)):
+        for key, value in mine.state_dict().items():
+            assert torch.equal(value, theirs.state_dict()[key]), key
