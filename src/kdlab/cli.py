@@ -33,9 +33,15 @@ def _announce(c: Config, command: str, quiet: bool) -> None:
         return
     teacher = f" · teacher {', '.join(map(str, c.teacher))}" if c.teacher else ""
     options = ", ".join(f"{k}={v}" for k, v in c.student.options.items())
+    if command.endswith("compare"):
+        from kdlab.workflow import compared_methods
+
+        methods = f"methods {', '.join(label for label, _ in compared_methods(c))} and the independent student"
+    else:
+        methods = f"method {c.method.name}"
     print(
         f"kdlab {command}: {c.data.name}{teacher} · student {c.student.name}{f'({options})' if options else ''}"
-        f" · method {c.method.name} · {c.epochs} epochs · seeds {','.join(map(str, c.seeds))}",
+        f" · {methods} · {c.epochs} epochs · seeds {','.join(map(str, c.seeds))}",
         file=sys.stderr,
     )
 
@@ -64,13 +70,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from kdlab import compare
     from kdlab import config as cfg
-    from kdlab.workflow import compared_methods, execute
+    from kdlab.workflow import execute
 
     source, overrides = _split(args.items)
     config = cfg.resolve(cfg.apply_overrides(cfg.load_mapping(source or COMPARE_PRESET), overrides))
-    if not args.quiet:
-        names = ", ".join(label for label, _ in compared_methods(config))
-        print(f"kdlab compare: {names} and the independent student", file=sys.stderr)
+    _announce(config, "compare", args.quiet)
     outcome = execute(config, "compare", progress=not args.quiet)
     print(compare.write(outcome.folder, outcome.summaries, config))
     print(f"\nwall time {outcome.wall_time_s:.1f} s · compare.json, compare.md, compare.png in {outcome.folder}")
