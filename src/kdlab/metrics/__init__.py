@@ -1,5 +1,6 @@
-"""Fidelity and calibration metrics."""
+"""Fidelity, calibration and representation-similarity metrics."""
 
+from kdlab.metrics.cka import as_matrix, linear_cka, rbf_cka
 from kdlab.metrics.fidelity import (
     accuracy,
     agreement,
@@ -14,10 +15,13 @@ from kdlab.metrics.fidelity import (
 __all__ = [
     "accuracy",
     "agreement",
+    "as_matrix",
     "ece",
     "fidelity_metrics",
+    "linear_cka",
     "nll",
     "predictive_kl",
+    "rbf_cka",
     "read",
     "total_variation",
 ]
