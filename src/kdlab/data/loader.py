@@ -10,25 +10,66 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from kdlab.data.augment import horizontal_flip, mixup, random_crop
+from kdlab.data.augment import cutmix, cutmix_box, horizontal_flip, jitter, mixup, random_crop, rotate, vertical_flip
 
 
 @dataclass(frozen=True)
 class Augment:
-    """Training-time augmentation: random crop after zero ``crop`` padding, horizontal ``flip``,
-    ``mixup`` with λ ~ Beta(α, α) (α = 0: off). Labels are mixed by the label loss, not here."""
+    """Training-time augmentation (the policies of Stanton et al. 2021, App. A.1), applied in this order:
+    random crop after zero ``crop`` padding; horizontal ``flip``; vertical ``vflip``; ``rotation`` by an
+    angle uniform in ±degrees; ``brightness``/``contrast`` factors uniform in [1 − s, 1 + s]; ``mixup`` or
+    ``cutmix`` with λ ~ Beta(α, α) (α = 0: off; one λ per batch); then each image is replaced with
+    probability ``noise`` by uniform noise (an unlabelled example). Labels are mixed by the label loss,
+    not here; a teacher labels exactly the resulting pixels."""
 
     crop: int = 0
     flip: bool = False
+    vflip: bool = False
+    rotation: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
     mixup: float = 0.0
+    cutmix: float = 0.0
+    noise: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.crop > 0 or self.flip or self.mixup > 0
+        return any(
+            (self.crop > 0, self.flip, self.vflip, self.rotation > 0, self.brightness > 0, self.contrast > 0)
+        ) or any((self.mixup > 0, self.cutmix > 0, self.noise > 0))
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first impossible setting."""
+        if self.mixup > 0 and self.cutmix > 0:
+            raise ValueError(f"choose mixup or cutmix, not both (mixup={self.mixup}, cutmix={self.cutmix})")
+        for name in ("crop", "rotation", "brightness", "contrast", "mixup", "cutmix", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("brightness", "contrast", "noise"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"augment.{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+_BASELINE: dict[str, Any] = {"crop": 4, "flip": True}
+POLICIES: dict[str, dict[str, Any]] = {
+    "none": {},
+    "baseline": _BASELINE,
+    "rotation": {**_BASELINE, "rotation": 20.0},
+    "vflip": {**_BASELINE, "vflip": True},
+    "jitter": {**_BASELINE, "brightness": 0.2, "contrast": 0.2},
+    "combined": {**_BASELINE, "rotation": 20.0, "vflip": True, "brightness": 0.2, "contrast": 0.2},
+    "mixup": {**_BASELINE, "mixup": 1.0},
+    "cutmix": {**_BASELINE, "cutmix": 1.0},
+    "noise": {**_BASELINE, "noise": 0.2},
+}
+"""Named augmentation policies (Stanton et al. 2021, App. A.1): crop with 4-pixel padding + horizontal flip
+as the baseline, rotation ±20°, vertical flip, brightness/contrast jitter 0.2, all three combined,
+mixup and cutmix with α = 1 (λ uniform), and uniform-noise images with probability 0.2."""
 
 
 @dataclass
@@ -41,6 +82,7 @@ class Batch:
     index: torch.Tensor
     mix_perm: torch.Tensor | None = None
     mix_lambda: float | None = None
+    temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -53,17 +95,28 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class EpochPlan:
+    """Every random draw of one epoch; per-example tensors are indexed by sample index, per-batch ones
+    by batch number."""
+
     order: torch.Tensor
     offsets: torch.Tensor | None
     flips: torch.Tensor | None
     lambdas: list[float]
     perms: torch.Tensor | None
+    vflips: torch.Tensor | None = None
+    angles: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None
+    contrast: torch.Tensor | None = None
+    centres: list[tuple[float, float]] | None = None  # cutmix box centres
+    noisy: torch.Tensor | None = None
+    noise_seed: int = 0
 
 
 class TensorLoader:
     """Iterates ``(x, y)`` tensors in batches on ``device``.
 
     ``shuffle``/``augment`` apply to training; evaluation loaders keep the order and the pixels.
+    ``temperature`` ``[N]`` (optional) is each example's distillation τ, handed out with its batch.
     """
 
     def __init__(
@@ -77,10 +130,12 @@ class TensorLoader:
         augment: Augment | None = None,
         seed: int = 0,
         drop_last: bool = False,
+        temperature: torch.Tensor | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
         self.x, self.y = x.to(device), y.to(device)
+        self.temperature = None if temperature is None else temperature.to(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.augment = augment or Augment()
         self.device = torch.device(device)
@@ -101,13 +156,42 @@ class TensorLoader:
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
             lambdas = rng.beta(aug.mixup, aug.mixup, size=len(self)).tolist()
             perms = torch.cat([torch.randperm(self.batch_size, generator=g) for _ in range(len(self))])
-        to = self.device
+        # later policies draw after the original three, so crop/flip/mixup epochs stay what they were
+
+        def factors(strength: float) -> torch.Tensor | None:
+            return 1.0 + strength * (2 * torch.rand(n, generator=g) - 1) if strength > 0 else None
+
+        vflips = torch.rand(n, generator=g) < 0.5 if aug.vflip else None
+        angles = aug.rotation * (2 * torch.rand(n, generator=g) - 1) if aug.rotation > 0 else None
+        brightness, contrast = factors(aug.brightness), factors(aug.contrast)
+        if brightness is not None or contrast is not None:
+            brightness = torch.ones(n) if brightness is None else brightness
+            contrast = torch.ones(n) if contrast is None else contrast
+        centres = None
+        if aug.cutmix > 0:
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
+            lambdas = rng.beta(aug.cutmix, aug.cutmix, size=len(self)).tolist()
+            centres = [tuple(c) for c in rng.random((len(self), 2)).tolist()]
+            perms = torch.cat([torch.randperm(self.batch_size, generator=g) for _ in range(len(self))])
+        noisy = torch.rand(n, generator=g) < aug.noise if aug.noise > 0 else None
+        noise_seed = int(torch.randint(2**62, (1,), generator=g)) if aug.noise > 0 else 0
+
+        def dev(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(self.device)
+
         return EpochPlan(
-            order.to(to),
-            None if offsets is None else offsets.to(to),
-            None if flips is None else flips.to(to),
+            order.to(self.device),
+            dev(offsets),
+            dev(flips),
             lambdas,
-            None if perms is None else perms.to(to),
+            dev(perms),
+            dev(vflips),
+            dev(angles),
+            dev(brightness),
+            dev(contrast),
+            centres,
+            dev(noisy),
+            noise_seed,
         )
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
@@ -120,10 +204,33 @@ class TensorLoader:
                 x = random_crop(x, plan.offsets[sel], self.augment.crop)
             if plan.flips is not None:
                 x = horizontal_flip(x, plan.flips[sel])
+            if plan.vflips is not None:
+                x = vertical_flip(x, plan.vflips[sel])
+            if plan.angles is not None:
+                x = rotate(x, plan.angles[sel])
+            if plan.brightness is not None and plan.contrast is not None:
+                x = jitter(x, plan.brightness[sel], plan.contrast[sel])
             batch = Batch(x=x, y=self.y[sel], index=sel)
+            if self.temperature is not None:
+                batch.temperature = self.temperature[sel]
             if plan.perms is not None:
                 perm = plan.perms[k * bs : (k + 1) * bs]
                 perm = perm[perm < len(sel)]  # a permutation of the (possibly short) last batch
                 batch.mix_perm, batch.mix_lambda = perm, plan.lambdas[k]
-                batch.x = mixup(x, plan.lambdas[k], perm)
+                if plan.centres is None:
+                    batch.x = mixup(x, plan.lambdas[k], perm)
+                else:
+                    box, batch.mix_lambda = cutmix_box(plan.lambdas[k], x.shape[-2], x.shape[-1], plan.centres[k])
+                    batch.x = cutmix(x, box, perm)
+            if plan.noisy is not None:
+                self._add_noise(batch, plan.noisy[sel], plan.noise_seed + k)
             yield batch
+
+    @staticmethod
+    def _add_noise(batch: Batch, noisy: torch.Tensor, seed: int) -> None:
+        """Replace the flagged images by uniform noise in [0, 1]; they carry no label (−1) and no mix partner
+        label matters for them (the teacher labels them)."""
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.rand(batch.x.shape, generator=g).to(batch.x.device)
+        batch.x = torch.where(noisy[:, None, None, None], noise, batch.x)
+        batch.y = torch.where(noisy, torch.full_like(batch.y, -1), batch.y)
