@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from kdlab.build import build_model, check_models, check_teacher, teacher_members
-from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig
+from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig, build_augment
 from kdlab.data.loader import Augment
 from kdlab.engine import Recipe
 from kdlab.errors import ConfigError
@@ -33,7 +34,7 @@ from kdlab.typecheck import build_dataclass
 from kdlab.userdata import UserData, user_sources
 from kdlab.workflow import summary_record
 
-TeacherLike = nn.Module | Sequence[nn.Module] | str | Sequence[str]
+TeacherLike = nn.Module | Sequence[nn.Module] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 @dataclass
@@ -53,10 +54,10 @@ def _teacher(teacher: TeacherLike, info: Any, device: torch.device) -> Teacher:
         members: list[nn.Module] = list(teacher.members)
     elif isinstance(teacher, nn.Module):
         members = [teacher]
-    elif isinstance(teacher, str):
-        members = teacher_members([teacher], info)
+    elif isinstance(teacher, str | os.PathLike):
+        members = teacher_members([str(teacher)], info)
     elif isinstance(teacher, Sequence) and teacher:
-        members = [m for t in teacher for m in ([t] if isinstance(t, nn.Module) else teacher_members([t], info))]
+        members = [m for t in teacher for m in ([t] if isinstance(t, nn.Module) else teacher_members([str(t)], info))]
     else:
         raise ConfigError(f"teacher must be an nn.Module, a list of them, or a path/pretrained name; got {teacher!r}.")
     out = Teacher(members).to(device)
@@ -79,7 +80,7 @@ def distill(
     weight_decay: float = 5e-4,
     schedule: str = "cosine",
     warmup_epochs: float = 0.0,
-    augment: Augment | dict[str, Any] | None = None,
+    augment: Augment | str | dict[str, Any] | None = None,
     device: str = "auto",
     seed: int = 0,
     runs_dir: str | Path = "runs",
@@ -111,7 +112,7 @@ def distill(
         },
         "optimizer",
     )
-    aug = augment if isinstance(augment, Augment) else build_dataclass(Augment, augment or {}, "augment")
+    aug = build_augment(augment, "augment")
     sources = user_sources(train, test, val, batch_size=batch_size, augment=aug, device=dev)
     shared_teacher = None if teacher is None else _teacher(teacher, sources.info, dev)
     shared = Shared(sources, dev, shared_teacher, None if teacher is None else _describe(teacher))
@@ -210,8 +211,8 @@ def evaluate(
 
 
 def _describe(teacher: TeacherLike) -> str:
-    if isinstance(teacher, str):
-        return teacher
+    if isinstance(teacher, str | os.PathLike):
+        return str(teacher)
     if isinstance(teacher, nn.Module):
         return type(teacher).__name__
     return "ensemble(" + ", ".join(_describe(t) for t in teacher) + ")"

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
-from kdlab.data.loader import Augment
+from kdlab.data.distillation import ExtraSource
+from kdlab.data.loader import POLICIES, Augment
 from kdlab.errors import ConfigError, suggest
 from kdlab.typecheck import build_dataclass, coerce, field_hints
 
@@ -43,6 +44,9 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 256
     augment: Augment = field(default_factory=Augment)
+    labelled: int | None = None  # keep the labels of a stratified subset this large; the rest is unlabelled
+    temperature: float | None = None  # distillation τ of the training images (None: the method's)
+    extra: list[ExtraSource] = field(default_factory=list)  # unlabelled distillation data from other sets
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -201,12 +205,66 @@ def _section(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def build_augment(value: Any, where: str = "data.augment") -> Augment:
+    """An :class:`Augment` from a policy name (``combined``), a mapping of settings, or a mapping with a
+    ``policy`` plus settings that change it (``{policy: baseline, mixup: 0.5}``)."""
+    if isinstance(value, Augment):
+        augment = value
+    else:
+        if isinstance(value, str):
+            value = {"policy": value}
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a policy name or a mapping of settings; got {value!r}.")
+        settings = dict(value or {})
+        policy = settings.pop("policy", None)
+        if policy is not None:
+            if policy not in POLICIES:
+                raise ConfigError(
+                    f"Unknown augmentation policy {where}={policy!r}.{suggest(str(policy), POLICIES)} "
+                    f"Valid policies: {', '.join(POLICIES)}."
+                )
+            settings = {**POLICIES[policy], **settings}
+        augment = build_dataclass(Augment, settings, where)
+    try:
+        augment.check()
+    except ValueError as error:
+        raise ConfigError(f"Bad augmentation: {error}.") from None
+    return augment
+
+
 def _data(value: Any) -> DataConfig:
     value = _section("data", value)
+    if "augment" in value:
+        value["augment"] = build_augment(value["augment"])
+    if "extra" in value:
+        value["extra"] = _extra_sources(value["extra"])
     known = {f.name for f in dataclasses.fields(DataConfig)} - {"options"}
     options = {k: v for k, v in value.items() if k not in known}
     options.update(value.get("options") or {})
     return build_dataclass(DataConfig, {**{k: v for k, v in value.items() if k in known}, "options": options}, "data")
+
+
+def _extra_sources(value: Any) -> list[ExtraSource]:
+    """``data.extra``: a list of data-set names or mappings ``{name, size, temperature, seed, **options}``."""
+    if value is None:
+        return []
+    entries = value if isinstance(value, list) else [value]
+    known = {f.name for f in dataclasses.fields(ExtraSource)} - {"options"}
+    sources = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, ExtraSource):
+            sources.append(entry)
+            continue
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(
+                f"data.extra[{i}] must be a data-set name or a mapping with a name, e.g. "
+                f"{{name: digits, size: 5000, temperature: 1.0}}; got {entry!r}."
+            )
+        options = {k: v for k, v in entry.items() if k not in known}
+        settings = {k: v for k, v in entry.items() if k in known}
+        sources.append(build_dataclass(ExtraSource, {**settings, "options": options}, f"data.extra[{i}]"))
+    return sources
 
 
 def _named(key: str, value: Any) -> ModelSpec | MethodConfig:
@@ -223,6 +281,18 @@ def _check_ranges(c: Config) -> None:
         (c.epochs >= 1, f"epochs must be ≥ 1; got {c.epochs}."),
         (c.eval_every >= 1, f"eval_every must be ≥ 1; got {c.eval_every}."),
         (c.data.batch_size >= 1, f"data.batch_size must be ≥ 1; got {c.data.batch_size}."),
+        (
+            c.data.labelled is None or c.data.labelled >= 1,
+            f"data.labelled (how many training images keep their label) must be ≥ 1; got {c.data.labelled}.",
+        ),
+        (
+            all(t is None or t > 0 for t in [c.data.temperature, *[e.temperature for e in c.data.extra]]),
+            "every distillation temperature (data.temperature, data.extra[i].temperature) must be > 0.",
+        ),
+        (
+            all(e.size is None or e.size >= 1 for e in c.data.extra),
+            "data.extra[i].size must be ≥ 1 (or left out for the whole training split).",
+        ),
         (
             0.0 <= c.data.val_fraction < 1.0,
             f"data.val_fraction must be in [0, 1); got {c.data.val_fraction}.",
@@ -244,6 +314,9 @@ def to_mapping(config: Config) -> dict[str, Any]:
     out = dataclasses.asdict(config)
     out["data"].update(out["data"].pop("options"))
     out["data"]["augment"] = dataclasses.asdict(config.data.augment)
+    out["data"]["extra"] = [
+        {**{k: v for k, v in vars(e).items() if k != "options"}, **e.options} for e in config.data.extra
+    ]
     out["student"] = {"name": config.student.name, **config.student.options}
     out["method"] = {"name": config.method.name, **config.method.params}
     out["optim"]["betas"] = list(config.optim.betas)

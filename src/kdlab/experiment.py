@@ -19,7 +19,7 @@ from kdlab.config import MethodConfig, ModelSpec
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
-from kdlab.methods import MethodContext, build_method, params_mapping
+from kdlab.methods import MethodContext, build_method, params_mapping, uses_source_temperature
 from kdlab.runs import RunFolder
 from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
 from kdlab.teachers import Teacher
@@ -110,6 +110,16 @@ def _evaluate(student: nn.Module, shared: Shared, split: str) -> dict[str, float
     return split_metrics(logits["s"], targets, teacher_logits)
 
 
+def _evaluate_views(student: nn.Module, shared: Shared, seed: int) -> dict[str, float]:
+    """Student vs teacher, both in eval mode, on the augmented training views of the first epoch — the
+    distillation data actually used (Stanton et al.'s train agreement, measured after training)."""
+    assert shared.teacher is not None
+    predictors = {"s": model_predictor(student), "t": lambda b: shared.teacher(b.x).logits}
+    with eval_mode(student):
+        logits, targets, _ = predict_all(predictors, shared.sources.make_train(seed).epoch(0), shared.device)
+    return split_metrics(logits["s"], targets, logits["t"])
+
+
 def run_member(
     member: Member,
     shared: Shared,
@@ -138,6 +148,11 @@ def run_member(
     method = build_method(member.method.name, member.method.params, context).to(shared.device)
     if method.needs_teacher and shared.teacher is None:
         raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=... (or use method=ce).")
+    if shared.sources.source_temperatures and method.needs_teacher and not uses_source_temperature(member.method.name):
+        raise ConfigError(
+            f"Method {member.method.name!r} does not distil at per-source temperatures, but data.temperature or "
+            "data.extra[i].temperature is set. Use method=kd (or a combination with kd), or drop those temperatures."
+        )
     teacher_source = None
     if shared.teacher is not None:
         shared.teacher.tap(method.teacher_layers)
@@ -169,6 +184,8 @@ def run_member(
         result[key]["test"] = _evaluate(student, shared, "test")
     if shared.sources.train_eval is not None:
         result[key]["train"] = _evaluate(student, shared, "train")
+    if shared.teacher is not None and not shared.sources.fixed_views:
+        result[key]["train_views"] = _evaluate_views(student, shared, member.seed)
     if shared.teacher is not None:
         result = {
             "teacher": {

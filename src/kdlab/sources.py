@@ -14,8 +14,10 @@ import torch
 from kdlab.config import DataConfig
 from kdlab.data import load_dataset, stratified_split, stratified_subset
 from kdlab.data.base import DataInfo
+from kdlab.data.distillation import ExtraSource, conform, per_example_temperature, unlabel_all_but
 from kdlab.data.loader import Augment, Batch, TensorLoader
 from kdlab.engine import BatchSource
+from kdlab.errors import ConfigError
 from kdlab.evaluation import autocast_for, predict_all
 from kdlab.methods.layers import feature_shapes
 from kdlab.outputs import ModelOutput
@@ -33,6 +35,7 @@ class Sources:
     test: BatchSource | None
     fixed_views: bool  # True when a sample index names the same pixels in every epoch (no augmentation)
     num_train: int = 0  # training examples (memory banks index them)
+    source_temperatures: bool = False  # some training examples carry their own distillation τ
 
     def split(self, name: str) -> BatchSource | None:
         return {"train": self.train_eval, "val": self.val, "test": self.test}[name]
@@ -48,21 +51,27 @@ def tensor_sources(
     eval_batch_size: int,
     augment: Augment,
     device: torch.device,
+    temperature: torch.Tensor | None = None,
 ) -> Sources:
-    """Sources over in-memory tensors, all of them resident on ``device``."""
+    """Sources over in-memory tensors, all of them resident on ``device``; ``temperature`` ``[N]`` is the
+    per-example distillation τ of the training images (NaN: the method's)."""
     x, y = train[0].to(device), train[1].to(device)
+    tau = None if temperature is None else temperature.to(device)
 
     def fixed(split: Split | None) -> TensorLoader | None:
         return None if split is None else TensorLoader(*split, eval_batch_size, device=device)
 
     return Sources(
         info=info,
-        make_train=lambda seed: TensorLoader(x, y, batch_size, device=device, shuffle=True, augment=augment, seed=seed),
+        make_train=lambda seed: TensorLoader(
+            x, y, batch_size, device=device, shuffle=True, augment=augment, seed=seed, temperature=tau
+        ),
         train_eval=fixed((x, y)),
         val=fixed(val),
         test=fixed(test),
         fixed_views=not augment.active,
         num_train=len(x),
+        source_temperatures=temperature is not None,
     )
 
 
@@ -78,6 +87,18 @@ def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
     if cfg.train_size is not None:
         keep = stratified_subset(train_y, cfg.train_size, cfg.split_seed)
         train_x, train_y = train_x[keep], train_y[keep]
+    if cfg.labelled is not None:
+        if cfg.labelled > len(train_y):
+            raise ConfigError(
+                f"data.labelled={cfg.labelled} is more than the {len(train_y)} training images left after the split."
+            )
+        train_y = unlabel_all_but(train_y, cfg.labelled, cfg.split_seed)
+    sizes, temperatures = [len(train_y)], [cfg.temperature]
+    for i, extra in enumerate(cfg.extra):
+        images = extra_images(extra, data.info, f"data.extra[{i}]")
+        train_x, train_y = torch.cat([train_x, images]), torch.cat([train_y, torch.full((len(images),), -1)])
+        sizes.append(len(images))
+        temperatures.append(extra.temperature)
     test_x, test_y = data.test_x, data.test_y
     if cfg.test_size is not None:
         keep = stratified_subset(test_y, cfg.test_size, cfg.split_seed)
@@ -91,7 +112,19 @@ def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
         eval_batch_size=cfg.eval_batch_size,
         augment=cfg.augment,
         device=device,
+        temperature=per_example_temperature(sizes, temperatures),
     )
+
+
+def extra_images(extra: ExtraSource, info: DataInfo, where: str) -> torch.Tensor:
+    """The training images of ``extra`` (labels dropped), ``size`` of them drawn at random by ``seed``,
+    brought to the main data set's channels and size."""
+    images = load_dataset(extra.name, **extra.options).train_x
+    if extra.size is not None:
+        if extra.size > len(images):
+            raise ConfigError(f"{where}.size={extra.size} but {extra.name!r} has {len(images)} training images.")
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(extra.seed))[: extra.size]]
+    return conform(images, info.in_channels, info.image_size)
 
 
 CACHE_BUDGET_BYTES = 4 << 30  # teacher features kept in memory for fixed views, at most

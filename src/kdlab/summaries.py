@@ -35,7 +35,7 @@ def values(summaries: Sequence[dict[str, Any]], split: str, metric: str) -> list
 def aggregate(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {metric: {"mean", "std", "n"}}}`` over the given runs (sample std, ddof = 1)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for split in ("test", "train"):
+    for split in ("test", "train", "train_views"):
         metrics = {m for s in summaries for m in s.get(student_key(s), {}).get(split, {})}
         for metric in sorted(metrics):
             vals = values(summaries, split, metric)

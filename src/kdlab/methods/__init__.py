@@ -10,6 +10,7 @@ from kdlab.methods.base import (
     needs_teacher,
     params_mapping,
     register_method,
+    uses_source_temperature,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "needs_teacher",
     "params_mapping",
     "register_method",
+    "uses_source_temperature",
 ]

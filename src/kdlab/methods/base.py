@@ -127,6 +127,11 @@ def needs_teacher(name: str) -> bool:
     return any(METHODS.get(part).build.needs_teacher for part in parts(name))
 
 
+def uses_source_temperature(name: str) -> bool:
+    """Whether method ``name`` distils each example at its data source's temperature (``batch.temperature``)."""
+    return any(getattr(METHODS.get(part).build, "source_temperature", False) for part in parts(name))
+
+
 def params_mapping(params: Any) -> dict[str, Any]:
     """Hyper-parameters (a dataclass, or one per part of a combined method) as a plain mapping."""
     if isinstance(params, dict):

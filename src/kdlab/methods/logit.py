@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kdlab.data.distillation import resolve_temperature
 from kdlab.data.loader import Batch
 from kdlab.errors import ConfigError
 from kdlab.losses import kd, label_cross_entropy
@@ -52,9 +53,11 @@ class KDParams:
 
 @register_method("kd", KDParams)
 class KnowledgeDistillation(nn.Module):
-    """Hinton KD: τ²-scaled soft cross-entropy to the teacher, plus alpha × label cross-entropy."""
+    """Hinton KD: τ²-scaled soft cross-entropy to the teacher, plus alpha × label cross-entropy.
+    Examples from a data source with its own temperature (``data.extra[i].temperature``) use that τ."""
 
     needs_teacher = True
+    source_temperature = True
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
 
@@ -74,7 +77,8 @@ class KnowledgeDistillation(nn.Module):
         assert teacher is not None
         p = self.params
         target = teacher.member_logits if self.needs_member_logits else teacher.logits
-        terms = {"kd": (1.0 - p.alpha) * kd(student.logits, target, p.temperature, p.ensemble)}
+        tau = resolve_temperature(batch.temperature, p.temperature)
+        terms = {"kd": (1.0 - p.alpha) * kd(student.logits, target, tau, p.ensemble)}
         if p.alpha > 0:
             terms["ce"] = p.alpha * _labels(student, batch)
         return terms
