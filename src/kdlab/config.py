@@ -85,7 +85,9 @@ class Config:
     runs_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     student: ModelSpec = field(default_factory=lambda: ModelSpec("cnn", {"width": 8}))
-    teacher: list[Any] = field(default_factory=list)
+    teacher: list[Any] = field(default_factory=list)  # several = an ensemble: a,b,c or ensemble(a, b, c)
+    control_teacher: list[Any] = field(default_factory=list)  # an independent teacher t′ (Stanton et al. §3.2)
+    student_init: float | None = None  # λ: start at λ·teacher + (1 − λ)·fresh init (the teacher's architecture)
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 10
@@ -132,12 +134,21 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
             raw[key] = {"name": raw[key]}
     if isinstance(raw.get("methods"), str):
         raw["methods"] = [m.strip() for m in raw["methods"].split(",") if m.strip()]
-    teacher = raw.get("teacher")
-    if isinstance(teacher, str):
-        raw["teacher"] = [t.strip() for t in teacher.split(",") if t.strip()]
-    elif "teacher" in raw and not isinstance(teacher, list):
-        raw["teacher"] = [] if teacher is None else [teacher]
+    for key in ("teacher", "control_teacher"):
+        if key in raw:
+            raw[key] = _teacher_list(raw[key])
     return raw
+
+
+def _teacher_list(value: Any) -> list[Any]:
+    """``a``, ``a,b,c``, ``ensemble(a, b, c)``, a list, or None → the list of teacher specifications."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*ensemble\((.*)\)\s*", value)
+        value = match.group(1) if match else value
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value if isinstance(value, list) else [value]
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -281,6 +292,10 @@ def _check_ranges(c: Config) -> None:
         (c.epochs >= 1, f"epochs must be ≥ 1; got {c.epochs}."),
         (c.eval_every >= 1, f"eval_every must be ≥ 1; got {c.eval_every}."),
         (c.data.batch_size >= 1, f"data.batch_size must be ≥ 1; got {c.data.batch_size}."),
+        (
+            c.student_init is None or 0.0 <= c.student_init <= 1.0,
+            f"student_init (λ, the teacher's share of the initial weights) must lie in [0, 1]; got {c.student_init}.",
+        ),
         (
             c.data.labelled is None or c.data.labelled >= 1,
             f"data.labelled (how many training images keep their label) must be ≥ 1; got {c.data.labelled}.",

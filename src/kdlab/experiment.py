@@ -19,6 +19,7 @@ from kdlab.config import MethodConfig, ModelSpec
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
+from kdlab.interpolation import interpolate_from_teacher
 from kdlab.methods import MethodContext, build_method, params_mapping, uses_source_temperature
 from kdlab.runs import RunFolder
 from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
@@ -110,6 +111,14 @@ def _evaluate(student: nn.Module, shared: Shared, split: str) -> dict[str, float
     return split_metrics(logits["s"], targets, teacher_logits)
 
 
+def _interpolate(student: nn.Module, shared: Shared, lam: float) -> None:
+    if shared.teacher is None or shared.teacher.size != 1:
+        raise ConfigError("student_init=λ interpolates from one teacher; give a single teacher (not an ensemble).")
+    source = shared.sources.train_eval
+    assert source is not None
+    interpolate_from_teacher(student, shared.teacher.members[0], lam, (b.x for b in source.epoch(0)))
+
+
 def _evaluate_views(student: nn.Module, shared: Shared, seed: int) -> dict[str, float]:
     """Student vs teacher, both in eval mode, on the augmented training views of the first epoch — the
     distillation data actually used (Stanton et al.'s train agreement, measured after training)."""
@@ -131,11 +140,19 @@ def run_member(
     teacher_cache: bool = True,
     spec: ModelSpec | None = None,
     extra: dict[str, Any] | None = None,
+    reference: Shared | None = None,
+    init_lambda: float | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train one student (or, without a teacher, one model) and write its folder; returns it and its summary."""
+    """Train one student (or, without a teacher, one model) and write its folder; returns it and its summary.
+
+    ``reference``: measure fidelity against this experiment's teacher instead of the one the student
+    learns from (the independent-student control). ``init_lambda``: start the student at
+    λ·teacher + (1 − λ)·its fresh init, BatchNorm statistics recomputed on the training data."""
     started = time.perf_counter()
     torch.manual_seed(member.seed)
     student = make_student().to(shared.device)
+    if init_lambda is not None:
+        _interpolate(student, shared, init_lambda)
     info = shared.sources.info
     context = MethodContext(
         student,
@@ -174,6 +191,7 @@ def run_member(
     history = engine.fit(resume=resume)
     fit_ended = time.perf_counter()
     key = "student" if shared.teacher is not None else "model"
+    learned_from, shared = shared, reference or shared  # from here on, fidelity is measured against `shared`
     result: dict[str, Any] = {
         key: {
             "name": spec.name if spec else type(student).__name__,
@@ -186,6 +204,10 @@ def run_member(
         result[key]["train"] = _evaluate(student, shared, "train")
     if shared.teacher is not None and not shared.sources.fixed_views:
         result[key]["train_views"] = _evaluate_views(student, shared, member.seed)
+    if reference is not None:
+        result[key]["learned_from"] = learned_from.teacher_name
+        if learned_from.sources.test is not None:
+            result[key]["test_own_teacher"] = _evaluate(student, learned_from, "test")
     if shared.teacher is not None:
         result = {
             "teacher": {

@@ -61,6 +61,8 @@ def roles(config: Config, command: Command) -> list[tuple[str, MethodConfig]]:
     pairs = [("main", config.method)]
     if command == "distill" and config.independent:
         pairs.append(("independent", MethodConfig("ce", {})))
+    if command == "distill" and config.control_teacher:
+        pairs.append(("control", config.method))
     return pairs
 
 
@@ -79,6 +81,10 @@ def check(config: Config, command: Command) -> None:
         )
     if command != "train" and not config.teacher:
         raise ConfigError(f"kdlab {command} needs a teacher: teacher=pretrained:NAME, a run folder or a list of them.")
+    if config.control_teacher and command != "distill":
+        raise ConfigError(f"control_teacher (an independent teacher t′) belongs to kdlab distill, not kdlab {command}.")
+    if config.student_init is not None and command == "train":
+        raise ConfigError("student_init interpolates from a teacher; it belongs to kdlab distill, not kdlab train.")
 
 
 def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Member]]:
@@ -97,13 +103,18 @@ def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Mem
 def label(role: str, config: Config, command: Command) -> str:
     if role == "independent":
         return "independent student"
+    if role == "control":
+        return f"control: {config.method.name} from teacher t′"
     if role == "main":
         return f"{config.method.name} student" if command == "distill" else "model"
     return role
 
 
 def member_config(config: Config, member: Member) -> Config:
-    return replace(config, seeds=[member.seed], method=member.method, independent=False, methods=[])
+    mine = replace(config, seeds=[member.seed], method=member.method, independent=False, methods=[], control_teacher=[])
+    if member.role == "control":  # the control learns from t′ (and is judged against t)
+        mine = replace(mine, teacher=config.control_teacher)
+    return mine
 
 
 def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -137,10 +148,13 @@ def execute(
     # read the data and the teacher before any folder is made: a failed start leaves nothing behind
     device = resolve_device(config.device)
     sources = config_sources(config.data, device)
-    teacher = None
+    teacher = control = None
     if command != "train":
         teacher = Teacher(teacher_members(config.teacher, sources.info))
         check_teacher(teacher.to(device), sources.info, device)
+    if command == "distill" and config.control_teacher:
+        control = Teacher(teacher_members(config.control_teacher, sources.info))
+        check_teacher(control.to(device), sources.info, device)
     if grouped:
         group = RunFolder(folder)
         mapping = to_mapping(config)
@@ -150,6 +164,9 @@ def execute(
         ]
         group.write_group({"command": command, "members": members_record})
     shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None)
+    control_shared = (
+        None if control is None else Shared(sources, device, control, ", ".join(map(str, config.control_teacher)))
+    )
     index = RunIndex(root)
     summaries: dict[str, list[dict[str, Any]]] = {}
     for member in members:
@@ -158,15 +175,17 @@ def execute(
                 member,
                 config,
                 command,
-                shared,
+                control_shared if member.role == "control" and control_shared is not None else shared,
                 index,
                 root,
                 group=name if grouped else None,
                 resume=resume,
                 progress=progress,
+                reference=shared if member.role == "control" else None,
             )
         )
-    order = sorted(summaries, key=lambda r: (r != "independent", r == "main"))  # control first, main last
+    # the independent student first, the main student last
+    order = sorted(summaries, key=lambda r: (r != "independent", r == "control", r == "main"))
     labels = [(label(r, config, command), summaries[r]) for r in order]
     table = comparison_table(labels, shared.teacher_metrics() if teacher is not None else None)
     wall = round(time.perf_counter() - began, 2)
@@ -188,6 +207,7 @@ def _run(
     group: str | None,
     resume: bool,
     progress: bool,
+    reference: Shared | None = None,
 ) -> dict[str, Any]:
     mine = member_config(config, member)
     mapping = to_mapping(mine)
@@ -221,6 +241,8 @@ def _run(
             teacher_cache=config.teacher_cache,
             spec=config.student,
             extra={"name": record.name, "config_hash": record.config_hash},
+            reference=reference,
+            init_lambda=config.student_init if member.method.name != "ce" else None,
         )
     except KdlabError as exc:
         index.record(replace(record, status="interrupted" if isinstance(exc, Interrupted) else "failed"))

@@ -1,0 +1,65 @@
+"""The independent-student control (a student of another teacher t′, judged against t) and student_init=λ."""
+
+import json
+
+import pytest
+
+from kdlab.cli import main
+from kdlab.config import load
+
+SMALL = ["data=synthetic", "data.val_fraction=0.25", "independent=false", "--quiet"]
+LAYERNORM = ["student=cnn", "student.norm=layer"]
+
+
+@pytest.fixture(scope="module")
+def two_teachers(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("teachers")
+    # LayerNorm nets: no running statistics, so λ = 1 is exactly the teacher
+    code = main(["train", *SMALL, *LAYERNORM, "epochs=3", "optim.lr=0.1", "seeds=0,1", f"runs_dir={runs}", "name=t"])
+    assert code == 0
+    return runs / "t" / "seed0", runs / "t" / "seed1"
+
+
+def summary(folder):
+    return json.loads((folder / "summary.json").read_text())
+
+
+def test_the_control_learns_from_the_other_teacher_and_is_judged_against_the_first(capsys, two_teachers, tmp_path):
+    t, t2 = two_teachers
+    base = ["distill", f"teacher={t}", f"control_teacher={t2}", *SMALL, "student=cnn", "student.width=4", "epochs=2"]
+    assert main([*base, f"runs_dir={tmp_path}", "name=job"]) == 0
+    assert "control: kd from teacher t′" in capsys.readouterr().out
+    main_run, control = summary(tmp_path / "job" / "seed0"), summary(tmp_path / "job" / "control-seed0")
+    assert control["teacher"]["name"] == main_run["teacher"]["name"] == str(t)
+    assert control["student"]["learned_from"] == str(t2)
+    judged, own = control["student"]["test"], control["student"]["test_own_teacher"]
+    assert judged["agreement"] != own["agreement"] and judged["accuracy"] == own["accuracy"]
+    assert "learned_from" not in main_run["student"]
+    roles = json.loads((tmp_path / "job" / "summary.json").read_text())["roles"]
+    assert set(roles) == {"main", "control"}
+
+
+def test_student_init_at_one_starts_at_the_teacher(two_teachers, tmp_path):
+    t, _ = two_teachers
+    args = ["distill", f"teacher={t}", *SMALL, *LAYERNORM, "epochs=1", "optim.lr=1e-9", f"runs_dir={tmp_path}"]
+    assert main([*args, "student_init=1.0", "name=at_teacher"]) == 0
+    assert main([*args, "student_init=0.0", "name=fresh"]) == 0
+    near = summary(tmp_path / "at_teacher")["student"]["test"]
+    fresh = summary(tmp_path / "fresh")["student"]["test"]
+    assert near["agreement"] == 1.0 and near["kl"] < 1e-6
+    assert fresh["agreement"] < 0.9 and fresh["kl"] > 0.01
+
+
+def test_student_init_needs_the_teachers_architecture_and_one_teacher(capsys, two_teachers, tmp_path):
+    t, t2 = two_teachers
+    common = [*SMALL, "epochs=1", f"runs_dir={tmp_path}", "student_init=0.5"]
+    assert main(["distill", f"teacher={t}", *LAYERNORM, "student.width=4", *common]) == 2
+    assert "architecture" in capsys.readouterr().err
+    assert main(["distill", f"teacher=ensemble({t}, {t2})", *LAYERNORM, *common]) == 2
+    assert "not an ensemble" in capsys.readouterr().err
+
+
+def test_ensemble_syntax_and_bad_values():
+    assert load(None, ["teacher=ensemble(a, b,c)"]).teacher == ["a", "b", "c"]
+    with pytest.raises(Exception, match=r"student_init .* \[0, 1\]"):
+        load(None, ["student_init=2"])
