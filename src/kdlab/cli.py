@@ -81,6 +81,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from kdlab.studies.fidelity import run_study
+
+    out = Path(args.out or f"runs/study-{args.study}-{args.preset}")
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    folder = run_study(args.preset, out, only=only, progress=not args.quiet)
+    print(f"report: {folder / 'report.md'} · {folder / 'report.html'} · numbers: {folder / 'results.json'}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from kdlab import config as cfg
     from kdlab.runs import RunFolder
@@ -230,6 +240,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("items", nargs="*", metavar="[CONFIG] key=value", help="e.g. methods=kd,dkd,at seeds=0,1,2")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_compare)
+    s = sub.add_parser("study", help="reproduce a paper's claims at small scale and write a report")
+    s.add_argument("study", choices=["fidelity"], help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...)")
+    s.add_argument("preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), full, smoke")
+    s.add_argument("--only", default=None, help="comma-separated experiments to run (default: all)")
+    s.add_argument("--out", default=None, help="report and runs folder (default runs/study-fidelity-PRESET)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(fn=cmd_study)
     s = sub.add_parser("resume", help="continue an interrupted run or run group")
     s.add_argument("run", help="the run (or group) folder")
     s.add_argument("--quiet", action="store_true")

@@ -1,0 +1,1 @@
+"""Studies: sets of experiments that reproduce a paper's claims at small scale and report on them."""
