@@ -56,6 +56,17 @@ class StudyContext:
     base: dict[str, Any]
     progress: bool = True
     overrides: list[str] = field(default_factory=list)
+    # run folder → its wall time, for every run the study used (all) and the current experiment used
+    used: dict[str, float] = field(default_factory=dict)
+    current: dict[str, float] = field(default_factory=dict)
+
+    def _note(self, summaries: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+        grouped = len(summaries) > 1 or any(len(runs) > 1 for runs in summaries.values())
+        for role, runs in summaries.items():
+            for run in runs:
+                sub = f"seed{run['seed']}" if role == "main" else f"{role}-seed{run['seed']}"
+                run["run_folder"] = str(folder / sub if grouped else folder)
+                self.used[run["run_folder"]] = self.current[run["run_folder"]] = run.get("wall_time_s", 0.0)
 
     def _execute(self, mapping: dict[str, Any], command: str, folder: Path) -> Outcome:
         config = resolve(apply_overrides(mapping, self.overrides))
@@ -67,7 +78,7 @@ class StudyContext:
         folder = self.folder / "teachers" / name
         mapping = merge(self.base, {**settings, "seeds": list(seeds), "independent": False})
         mapping["method"] = {"name": "ce"}
-        self._execute(mapping, "train", folder)
+        self._note(self._execute(mapping, "train", folder).summaries, folder)
         return [folder / f"seed{s}" for s in seeds] if len(seeds) > 1 else [folder]
 
     def distill(self, experiment: str, condition: str, settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -80,9 +91,5 @@ class StudyContext:
                 value = mapping[key]
                 mapping[key] = [str(v) for v in value] if isinstance(value, list) else str(value)
         summaries = self._execute(mapping, "distill", folder).summaries
-        grouped = len(summaries) > 1 or any(len(runs) > 1 for runs in summaries.values())
-        for role, runs in summaries.items():
-            for run in runs:
-                sub = f"seed{run['seed']}" if role == "main" else f"{role}-seed{run['seed']}"
-                run["run_folder"] = str(folder / sub if grouped else folder)
+        self._note(summaries, folder)
         return summaries
