@@ -63,3 +63,24 @@ def test_ensemble_syntax_and_bad_values():
     assert load(None, ["teacher=ensemble(a, b,c)"]).teacher == ["a", "b", "c"]
     with pytest.raises(Exception, match=r"student_init .* \[0, 1\]"):
         load(None, ["student_init=2"])
+
+
+def test_evaluate_measures_cka_between_named_layers(capsys, two_teachers):
+    import kdlab
+    from kdlab.build import load_model_file
+
+    t, t2 = two_teachers
+    same = load_model_file(t / "model.pt")[0]
+    result = kdlab.evaluate(str(t), same, "synthetic", split="train", cka=[("stage3", "stage3"), ("stage1", "stage3")])
+    assert result["cka"]["stage3~stage3"]["linear"] == pytest.approx(1.0, abs=1e-9)
+    assert result["cka"]["stage3~stage3"]["rbf"] == pytest.approx(1.0, abs=1e-9)
+    assert result["cka"]["stage1~stage3"]["linear"] < 0.999
+    code = main(
+        ["evaluate", str(t2 / "model.pt"), "--teacher", str(t), "--data", "synthetic", "--cka", "stage2:stage2"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "CKA stage2 vs stage2: linear 0." in out
+    assert main(["evaluate", str(t2), "--teacher", str(t), "--data", "synthetic", "--cka", "stage2"]) == 2
+    assert "STUDENT_LAYER:TEACHER_LAYER" in capsys.readouterr().err
+    assert main(["evaluate", str(t2), "--teacher", str(t), "--data", "synthetic", "--cka", "nope:stage2"]) == 2
+    assert "nope" in capsys.readouterr().err

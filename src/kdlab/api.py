@@ -23,7 +23,7 @@ from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig, build
 from kdlab.data.loader import Augment
 from kdlab.engine import Recipe
 from kdlab.errors import ConfigError
-from kdlab.evaluation import eval_mode, predict_all, split_metrics
+from kdlab.evaluation import eval_mode, layer_cka, predict_all, split_metrics
 from kdlab.experiment import Member, Shared, resolve_device, run_member
 from kdlab.methods import method_params, needs_teacher, params_mapping
 from kdlab.runs import RunFolder, unique_name
@@ -184,12 +184,16 @@ def evaluate(
     split: Literal["test", "val", "train"] = "test",
     device: str = "auto",
     batch_size: int = 256,
-) -> dict[str, dict[str, float]]:
+    cka: Sequence[tuple[str, str]] = (),
+    cka_examples: int = 2000,
+) -> dict[str, dict[str, Any]]:
     """Fidelity of ``student`` to ``teacher`` on ``data``; for a data set name, on its ``split``
     (``val`` and ``train`` as kdlab splits the training set by default).
 
     Returns ``{"teacher": {accuracy, nll, ece}, "student": {accuracy, nll, ece, agreement, kl, tv}}``
-    (accuracy/NLL/ECE only where the data are labelled).
+    (accuracy/NLL/ECE only where the data are labelled). ``cka`` pairs a student layer with a teacher layer
+    (module paths); each pair adds ``result["cka"]["student~teacher"] = {"linear", "rbf"}`` measured on the
+    first ``cka_examples`` examples of the split.
     """
     dev = resolve_device(device)
     if isinstance(data, str):
@@ -204,10 +208,13 @@ def evaluate(
     check_models([s], info, dev, role="Student")
     with eval_mode(s):
         logits, targets, _ = predict_all({"s": lambda b: s(b.x), "t": lambda b: t(b.x).logits}, source.epoch(0), dev)
-    return {
+    result: dict[str, dict[str, Any]] = {
         "teacher": split_metrics(logits["t"], targets, None),
         "student": split_metrics(logits["s"], targets, logits["t"]),
     }
+    if cka:
+        result["cka"] = layer_cka(s, t, list(cka), source.epoch(0), cka_examples)
+    return result
 
 
 def _describe(teacher: TeacherLike) -> str:

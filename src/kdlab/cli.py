@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdlab.errors import Interrupted, KdlabError
+from kdlab.errors import ConfigError, Interrupted, KdlabError
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, so that `kdlab --help` starts fast
     from kdlab.config import Config
@@ -115,10 +115,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kdlab.table import format_table
 
     teacher = args.teacher if len(args.teacher) > 1 else args.teacher[0]
-    result = evaluate(teacher, args.model, args.data, split=args.split, device=args.device)
+    pairs = []
+    for text in args.cka:
+        student_layer, sep, teacher_layer = text.partition(":")
+        if not sep or not student_layer or not teacher_layer:
+            raise ConfigError(
+                f"--cka takes STUDENT_LAYER:TEACHER_LAYER (module paths, see kdlab layers); got {text!r}."
+            )
+        pairs.append((student_layer, teacher_layer))
+    result = evaluate(teacher, args.model, args.data, split=args.split, device=args.device, cka=pairs)
     keys = ["accuracy", "nll", "ece", "agreement", "kl", "tv"]
     rows = [[who, *[result[who].get(k) for k in keys]] for who in ("teacher", "student")]
     print(format_table(["model", *keys], [[r[0], *[None if v is None else f"{v:.4f}" for v in r[1:]]] for r in rows]))
+    for pair, value in result.get("cka", {}).items():
+        print(f"CKA {pair.replace('~', ' vs ')}: linear {value['linear']:.4f} · RBF {value['rbf']:.4f}")
     return 0
 
 
@@ -259,6 +269,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default="fashion_mnist", help="data set name (default fashion_mnist)")
     s.add_argument("--split", choices=["test", "val", "train"], default="test")
     s.add_argument("--device", default="auto")
+    s.add_argument(
+        "--cka", action="append", default=[], metavar="S:T", help="CKA of student layer S and teacher layer T (repeat)"
+    )
     s.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("runs", help="the run index as a table")
     s.add_argument("--runs-dir", default="runs")

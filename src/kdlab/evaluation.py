@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from kdlab.data.loader import Batch
-from kdlab.metrics import fidelity_metrics, read
+from kdlab.errors import ConfigError
+from kdlab.metrics import as_matrix, fidelity_metrics, linear_cka, rbf_cka, read
+from kdlab.taps import Taps
+from kdlab.teachers import Teacher
 
 Predict = Callable[[Batch], torch.Tensor]
 
@@ -68,3 +71,36 @@ def split_metrics(
             **fidelity_metrics(student_logits=student_logits, targets=targets, teacher_logits=teacher_logits),
         }
     )
+
+
+@torch.no_grad()
+def layer_cka(
+    student: nn.Module, teacher: Teacher, pairs: list[tuple[str, str]], batches: Iterable[Batch], limit: int = 2000
+) -> dict[str, dict[str, float]]:
+    """Linear and RBF CKA between tapped student and teacher layers on the first ``limit`` examples of
+    ``batches`` (conv maps averaged over space per channel); keys ``"student_layer~teacher_layer"``."""
+    if teacher.size != 1:
+        raise ConfigError(
+            "CKA compares one teacher's layers with the student's; give a single teacher, not an ensemble."
+        )
+    member = teacher.members[0]
+    s_layers, t_layers = [p[0] for p in pairs], [p[1] for p in pairs]
+    kept_s: dict[str, list[torch.Tensor]] = {name: [] for name in s_layers}
+    kept_t: dict[str, list[torch.Tensor]] = {name: [] for name in t_layers}
+    seen = 0
+    s_taps, t_taps = Taps(student, s_layers, owner="student"), Taps(member, t_layers, owner="teacher")
+    with s_taps, t_taps, eval_mode(student):
+        for batch in batches:
+            student(batch.x)
+            member(batch.x)
+            for kept, taps in ((kept_s, s_taps), (kept_t, t_taps)):
+                for name, value in taps.collect().items():
+                    kept[name].append(as_matrix(value).cpu())
+            seen += len(batch)
+            if seen >= limit:
+                break
+    out = {}
+    for s_name, t_name in pairs:
+        x, y = torch.cat(kept_s[s_name])[:limit], torch.cat(kept_t[t_name])[:limit]
+        out[f"{s_name}~{t_name}"] = {"linear": float(linear_cka(x, y)), "rbf": float(rbf_cka(x, y))}
+    return out

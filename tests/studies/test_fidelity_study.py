@@ -101,3 +101,22 @@ def test_unknown_presets_and_experiments_are_one_paragraph_errors(capsys, tmp_pa
     assert main(["study", "fidelity", "smoke", "--only", "temprature", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Did you mean 'temperature'" in err and "Valid experiments: easy, ensemble" in err
+
+
+def test_a_difference_inside_the_seed_spread_is_flagged():
+    from kdlab.studies.runner import Stat
+
+    assert fidelity.word(True, Stat([0.90, 0.92]), Stat([0.80, 0.81])) == "held"
+    assert "not conclusive" in fidelity.word(True, Stat([0.90, 0.80]), Stat([0.84, 0.85]))
+    assert fidelity.word(False) == "did not hold"
+
+
+def test_merge_is_deep_and_the_override_wins():
+    from kdlab.studies.runner import merge
+
+    base = {"data": {"name": "fashion_mnist", "train_size": 10}, "epochs": 3}
+    assert merge(base, {"data": {"augment": "mixup"}, "epochs": 5}) == {
+        "data": {"name": "fashion_mnist", "train_size": 10, "augment": "mixup"},
+        "epochs": 5,
+    }
+    assert base["data"] == {"name": "fashion_mnist", "train_size": 10}
