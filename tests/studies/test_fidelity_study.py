@@ -61,6 +61,7 @@ def test_the_augmentation_verdicts_use_the_views_the_student_was_distilled_on(tm
         ("combined", 0.89, 0.70),
         ("mixup", 0.91, 0.80),
         ("noise", 0.80, 0.85),
+        ("ood", 0.82, 0.86),
     ]:
         results[("augmentation", policy)] = {"main": [run(0, test, views=views), run(1, test, views=views)]}
     text = " ".join(fidelity.augmentation(fake(tmp_path, results), fidelity.PRESETS["smoke"]).section.paragraphs)
