@@ -1,0 +1,66 @@
+"""Does a student share its teacher's adversarial vulnerability? (Ojha et al. 2023, §4.2)
+
+Attacks are iterative FGSM on the teacher in pixel space ([0, 1]): k steps of size 2.5·ε/k, each projected
+onto the ε-ball around the clean image and the valid pixel range. A model is "fooled" when its prediction
+changes from its own clean prediction; a student's fooling rate is measured only on the images that fooled
+the teacher.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab.evaluation import eval_mode
+
+
+def ifgsm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int = 5, step: float | None = None
+) -> torch.Tensor:
+    """Untargeted I-FGSM maximising the cross-entropy of the labels ``y``; returns the adversarial images."""
+    step = 2.5 * epsilon / steps if step is None else step
+    adv = x.detach().clone()
+    with eval_mode(model), torch.enable_grad():
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
+            adv = adv.detach() + step * grad.sign()
+            adv = torch.minimum(torch.maximum(adv, x - epsilon), x + epsilon).clamp(0.0, 1.0)
+    return adv.detach()
+
+
+@torch.no_grad()
+def changed(model: nn.Module, clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: the model's prediction on ``adv`` differs from its prediction on ``clean``."""
+    with eval_mode(model):
+        return model(clean).argmax(-1) != model(adv).argmax(-1)
+
+
+def calibrate_epsilon(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: float = 0.85, high: float = 0.5, iterations: int = 10
+) -> tuple[float, float]:
+    """ε such that I-FGSM fools ``model`` on about ``target`` of ``x``, by bisection on [0, high];
+    returns (ε, the fooling rate reached)."""
+    low, best = 0.0, (high, float(changed(model, x, ifgsm(model, x, y, high)).double().mean()))
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        rate = float(changed(model, x, ifgsm(model, x, y, mid)).double().mean())
+        if abs(rate - target) < abs(best[1] - target):
+            best = (mid, rate)
+        low, high = (mid, high) if rate < target else (low, mid)
+    return best
+
+
+def fooling_rates(
+    attacked: nn.Module, students: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilon: float
+) -> dict[str, float]:
+    """Attack ``attacked`` (the teacher, or an unrelated control network) and report, in %, how often it is
+    fooled and how often each student is fooled on the images that fooled it (key ``n`` = their number)."""
+    adv = ifgsm(attacked, x, y, epsilon)
+    fooled = changed(attacked, x, adv)
+    out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
+    for name, student in students.items():
+        hit = changed(student, x[fooled], adv[fooled]) if fooled.any() else torch.zeros(0, dtype=torch.bool)
+        out[name] = 100.0 * float(hit.double().mean()) if len(hit) else float("nan")
+    return out
