@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -74,6 +74,31 @@ def split_metrics(
 
 
 @torch.no_grad()
+def layer_features(
+    models: dict[str, tuple[nn.Module, Sequence[str]]], batches: Iterable[Batch], limit: int = 2000
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``{model: {layer: [n, features]}}`` for the named layers of each model, in eval mode, on the first
+    ``limit`` examples of ``batches`` (conv maps averaged over space per channel; kept on the host)."""
+    taps = {key: Taps(model, layers, owner=key) for key, (model, layers) in models.items()}
+    kept: dict[str, dict[str, list[torch.Tensor]]] = {
+        key: {n: [] for n in layers} for key, (_, layers) in models.items()
+    }
+    seen = 0
+    with contextlib.ExitStack() as stack:
+        for key, (model, _) in models.items():
+            stack.enter_context(taps[key])
+            stack.enter_context(eval_mode(model))
+        for batch in batches:
+            for key, (model, _) in models.items():
+                model(batch.x)
+                for name, value in taps[key].collect().items():
+                    kept[key][name].append(as_matrix(value).cpu())
+            seen += len(batch)
+            if seen >= limit:
+                break
+    return {key: {n: torch.cat(v)[:limit] for n, v in layers.items()} for key, layers in kept.items()}
+
+
 def layer_cka(
     student: nn.Module, teacher: Teacher, pairs: list[tuple[str, str]], batches: Iterable[Batch], limit: int = 2000
 ) -> dict[str, dict[str, float]]:
@@ -83,24 +108,10 @@ def layer_cka(
         raise ConfigError(
             "CKA compares one teacher's layers with the student's; give a single teacher, not an ensemble."
         )
-    member = teacher.members[0]
-    s_layers, t_layers = [p[0] for p in pairs], [p[1] for p in pairs]
-    kept_s: dict[str, list[torch.Tensor]] = {name: [] for name in s_layers}
-    kept_t: dict[str, list[torch.Tensor]] = {name: [] for name in t_layers}
-    seen = 0
-    s_taps, t_taps = Taps(student, s_layers, owner="student"), Taps(member, t_layers, owner="teacher")
-    with s_taps, t_taps, eval_mode(student):
-        for batch in batches:
-            student(batch.x)
-            member(batch.x)
-            for kept, taps in ((kept_s, s_taps), (kept_t, t_taps)):
-                for name, value in taps.collect().items():
-                    kept[name].append(as_matrix(value).cpu())
-            seen += len(batch)
-            if seen >= limit:
-                break
+    layers = {"student": (student, [p[0] for p in pairs]), "teacher": (teacher.members[0], [p[1] for p in pairs])}
+    features = layer_features(layers, batches, limit)
     out = {}
     for s_name, t_name in pairs:
-        x, y = torch.cat(kept_s[s_name])[:limit], torch.cat(kept_t[t_name])[:limit]
+        x, y = features["student"][s_name], features["teacher"][t_name]
         out[f"{s_name}~{t_name}"] = {"linear": float(linear_cka(x, y)), "rbf": float(rbf_cka(x, y))}
     return out

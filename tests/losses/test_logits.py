@@ -111,3 +111,13 @@ def test_label_cross_entropy_ignores_unlabelled_and_mixes_labels():
     perm = torch.tensor([1, 0, 3, 2])
     mixed = label_cross_entropy(z, y, perm, 0.3)
     assert mixed.item() == pytest.approx(0.3 * F.cross_entropy(z, y).item() + 0.7 * F.cross_entropy(z, y[perm]).item())
+
+
+def test_hashed_normal_noise_is_standard_normal_fixed_per_index_and_seeded():
+    from kdlab.losses import hashed_normal
+
+    z = hashed_normal(torch.arange(20000), 10, seed=0)
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
+    assert abs(torch.corrcoef(torch.stack([z[:, 0], z[:, 1]]))[0, 1].item()) < 0.03
+    assert torch.equal(hashed_normal(torch.tensor([7, 3]), 10, seed=0), z[[7, 3]])
+    assert not torch.allclose(hashed_normal(torch.arange(5), 10, seed=1), z[:5])

@@ -204,3 +204,29 @@ def test_a_few_steps_of_the_distillation_term_alone_reduce_it_and_raise_agreemen
         optimizer.step()
     assert loss().item() - floor < 0.5 * (start - floor)
     assert (z.argmax(-1) == teacher.logits.argmax(-1)).float().mean().item() > 0.9
+
+
+def test_noisy_soft_labels_targets_are_fixed_per_example_and_reach_the_loss():
+    import math
+
+    from kdlab.losses import soft_target_cross_entropy
+
+    context = MethodContext(torch.nn.Identity(), None, 4, num_train=10)
+    method = build_method("noisy_soft_labels", {}, context)
+    batch = Batch(x=torch.zeros(3, 1), y=torch.tensor([0, 2, 3]), index=torch.tensor([4, 5, 6]))
+    q = method.targets(batch)
+    assert torch.allclose(q.sum(-1), torch.ones(3)) and (q.argmax(-1) != batch.y).sum() <= 1
+    again = method.targets(Batch(x=torch.zeros(2, 1), y=torch.tensor([2, 3]), index=torch.tensor([5, 6])))
+    assert torch.equal(again, q[1:])
+    clean = build_method("noisy_soft_labels", {"noise_std": 0.0}, context).targets(batch)
+    peak = math.exp(1 / 0.15) / (math.exp(1 / 0.15) + 3)
+    assert clean[0, 0].item() == pytest.approx(peak)
+    logits = torch.randn(3, 4)
+    loss = method(ModelOutput(logits=logits), None, batch)["ce"]
+    assert loss.item() == pytest.approx(soft_target_cross_entropy(logits, q).item())
+    batch.y[1] = -1  # unlabelled examples do not count
+    part = method(ModelOutput(logits=logits), None, batch)["ce"]
+    keep = torch.tensor([0, 2])
+    assert part.item() == pytest.approx(soft_target_cross_entropy(logits[keep], q[keep]).item())
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        build_method("noisy_soft_labels", {"temperature": 0.0}, context)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdlab.data import cifar, digits, fashion_mnist, mnist, synthetic  # noqa: F401  (registers the data sets)
+from kdlab.data import cifar, digits, domains, fashion_mnist, mnist, synthetic  # noqa: F401  (registers the data sets)
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.split import stratified_split, stratified_subset
 from kdlab.data.stats import pixel_stats

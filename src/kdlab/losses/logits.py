@@ -233,3 +233,29 @@ def anneal_kd(
     if beta == 0:
         return soft
     return beta * hard_kd(student_logits, teacher_logits, temperature, "argmax", ensemble) + (1.0 - beta) * soft
+
+
+def hashed_normal(index: torch.Tensor, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Standard-normal noise ``[B, c]`` that depends only on (sample index, class, seed): the same for an
+    example in every epoch and after a resume, with no table in memory (an integer hash + Box–Muller)."""
+    cls = torch.arange(num_classes, device=index.device)
+    keys = (index.long()[:, None] * num_classes + cls) * 2 + torch.tensor([[[0]], [[1]]], device=index.device)
+    h = keys * -7046029254386353131 + seed * 0x2545F4914F6CDD1D  # large odd multipliers; int64 wraps around
+    h = h ^ (h >> 31)
+    h = h * -4658895280553007687
+    h = h ^ (h >> 29)
+    u = ((h & 0xFFFFFF).double() + 0.5) / float(1 << 24)  # in (0, 1)
+    return torch.sqrt(-2 * torch.log(u[0])) * torch.cos(2 * torch.pi * u[1])
+
+
+def noisy_soft_labels(targets: torch.Tensor, noise: torch.Tensor, temperature: float = 0.15) -> torch.Tensor:
+    """The "KL*" control targets of Ojha et al. (2023, App. 11.2): ``softmax((onehot(y) + ε) / T)`` ``[B, c]``
+    for labels ``[B]`` and noise ``ε`` ``[B, c]`` (σ = 0.2, T = 0.15 in the paper)."""
+    onehot = F.one_hot(targets.long(), noise.shape[-1]).to(noise.dtype)
+    return F.softmax((onehot + noise) / temperature, dim=-1)
+
+
+def soft_target_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """``mean_b −Σ_j q_bj log σ_j(z_b)`` for given target distributions ``q`` ``[B, c]`` (scalar)."""
+    log_p = F.log_softmax(at_least_float32(student_logits), dim=-1)
+    return -(target_probs.to(log_p.dtype) * log_p).sum(-1).mean()

@@ -1,4 +1,5 @@
-"""Logit methods: ``ce`` (labels only, the independent student) and ``kd`` (Hinton et al. 2015)."""
+"""Logit methods: ``ce`` (labels only, the independent student), ``kd`` (Hinton et al. 2015) and the
+soft-label control ``noisy_soft_labels`` (Ojha et al. 2023)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 from kdlab.data.distillation import resolve_temperature
 from kdlab.data.loader import Batch
 from kdlab.errors import ConfigError
-from kdlab.losses import kd, label_cross_entropy
+from kdlab.losses import hashed_normal, kd, label_cross_entropy, noisy_soft_labels, soft_target_cross_entropy
 from kdlab.losses.logits import EnsembleTemperature
 from kdlab.methods.base import MethodContext, register_method
 from kdlab.outputs import ModelOutput
@@ -82,3 +83,49 @@ class KnowledgeDistillation(nn.Module):
         if p.alpha > 0:
             terms["ce"] = p.alpha * _labels(student, batch)
         return terms
+
+
+@dataclass
+class NoisySoftLabelParams:
+    """Ojha et al. (2023, App. 11.2): σ = 0.2, T = 0.15."""
+
+    noise_std: float = 0.2
+    temperature: float = 0.15
+    seed: int = 0
+
+
+@register_method("noisy_soft_labels", NoisySoftLabelParams)
+class NoisySoftLabels(nn.Module):
+    """Soft-label control ("KL*"): cross-entropy to softmax((onehot(y) + N(0, σ²))/T), noise fixed per example
+    — soft targets with no teacher behind them."""
+
+    needs_teacher = False
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: NoisySoftLabelParams, context: MethodContext) -> None:
+        super().__init__()
+        if params.noise_std < 0 or params.temperature <= 0:
+            raise ConfigError(
+                "noisy_soft_labels needs method.noise_std ≥ 0 and method.temperature > 0; "
+                f"got noise_std={params.noise_std}, temperature={params.temperature}."
+            )
+        self.params, self.num_classes = params, context.num_classes
+
+    def targets(self, batch: Batch) -> torch.Tensor:
+        p = self.params
+        noise = p.noise_std * hashed_normal(batch.index, self.num_classes, p.seed)
+        return noisy_soft_labels(batch.y.clamp_min(0), noise.to(batch.x.device, torch.float32), p.temperature)
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
+        q = self.targets(batch)
+        if batch.mix_perm is not None and batch.mix_lambda is not None:
+            q = batch.mix_lambda * q + (1.0 - batch.mix_lambda) * q[batch.mix_perm]
+        labelled = batch.y >= 0
+        if not bool(labelled.all()):
+            if batch.mix_perm is not None:
+                labelled &= batch.y[batch.mix_perm] >= 0
+            q, logits = q[labelled], student.logits[labelled]
+        else:
+            logits = student.logits
+        return {"ce": soft_target_cross_entropy(logits, q) if len(q) else student.logits.sum() * 0.0}
