@@ -91,6 +91,22 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from kdlab.analysis import report
+    from kdlab.analysis.analyze import analyze, default_out
+    from kdlab.analysis.subjects import load_subjects
+
+    if args.images < 3:
+        raise ConfigError(f"--images must be at least 3 (decision boundaries need image triplets); got {args.images}.")
+    paths = [Path(p) for p in args.runs]
+    subjects = load_subjects(paths)
+    out = report.write(
+        subjects, analyze(subjects, images=args.images), Path(args.out) if args.out else default_out(paths)
+    )
+    print(f"report: {out / 'report.html'} · {out / 'report.md'} · numbers: {out / 'results.json'}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from kdlab import config as cfg
     from kdlab.runs import RunFolder
@@ -257,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="report and runs folder (default runs/study-fidelity-PRESET)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_study)
+    s = sub.add_parser("analyze", help="what the students inherited from their teacher: results.json + report.html")
+    s.add_argument("runs", nargs="+", help="distilled and independent (method=ce) run folders or groups, one teacher")
+    s.add_argument("--out", default=None, help="output folder (default: analysis/ beside the first run)")
+    s.add_argument("--images", type=int, default=1000, help="test images to analyse (default 1000)")
+    s.set_defaults(fn=cmd_analyze)
     s = sub.add_parser("resume", help="continue an interrupted run or run group")
     s.add_argument("run", help="the run (or group) folder")
     s.add_argument("--quiet", action="store_true")

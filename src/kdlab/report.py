@@ -37,6 +37,16 @@ def to_markdown(title: str, intro: list[str], sections: list[Section]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+# marks the page once loaded: how many figures decoded, and the first script error if any (a browser test reads it)
+_CHECK = """<script>
+window.addEventListener("error", function (e) { document.body.setAttribute("data-errors", String(e.message)); });
+window.addEventListener("load", function () {
+  var ok = 0, all = document.images.length;
+  for (var i = 0; i < all; i++) { if (document.images[i].complete && document.images[i].naturalWidth > 0) ok++; }
+  document.body.setAttribute("data-figures", ok + "/" + all);
+});
+</script>"""
+
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}
 th{background:#eee}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}img{max-width:100%}
@@ -63,7 +73,7 @@ def to_html(title: str, intro: list[str], sections: list[Section], folder: Path)
             )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+        f"<style>{_STYLE}</style>{_CHECK}</head><body>{''.join(body)}</body></html>\n"
     )
 
 

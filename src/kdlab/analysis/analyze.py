@@ -1,0 +1,98 @@
+"""``kdlab analyze``: every what-transferred analysis on one teacher, its students and the independent students."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdlab.analysis.adversarial import calibrate_epsilon, fooling_rates
+from kdlab.analysis.boundaries import boundary_similarity
+from kdlab.analysis.domains import domain_transfer
+from kdlab.analysis.gradcam import cam_win_rate
+from kdlab.analysis.invariance import invariance_agreement
+from kdlab.analysis.representations import cka_matrix
+from kdlab.analysis.subjects import Subjects
+from kdlab.data.loader import TensorLoader
+
+STRENGTHS = {"jitter": (0.3, 0.4, 0.5, 0.6), "crop": (0.3, 0.4, 0.5, 0.6), "shift": (0.05, 0.1, 0.15, 0.2)}
+
+
+def _last_stage(model: torch.nn.Module) -> str | None:
+    names = getattr(model, "stage_names", ())
+    return names[-1] if names else None
+
+
+def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """CAM win rate of each student against the reference independent student; control = Ind′ vs Ind."""
+    layers = {name: _last_stage(m) for name, m in {"teacher": s.teacher, **s.students, **s.independent}.items()}
+    missing = [name for name, layer in layers.items() if layer is None]
+    if missing:
+        return {"skipped": f"no stage_names (last conv stage) on {', '.join(missing)}"}
+    ind = list(s.independent)
+    teacher, reference = (s.teacher, layers["teacher"]), (s.independent[ind[0]], layers[ind[0]])
+    out: dict[str, Any] = {"layer": layers["teacher"], "win_rate": {}}
+    for name, model in s.students.items():
+        out["win_rate"][name] = cam_win_rate(teacher, (model, layers[name]), reference, x, y)
+    if len(ind) > 1:
+        out["control"] = cam_win_rate(teacher, (s.independent[ind[1]], layers[ind[1]]), reference, x, y)
+    return out
+
+
+def vulnerability(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Fooling rates under I-FGSM crafted on the teacher (ε for ≈ 85 % teacher fooling), and under the same
+    attack crafted on the control independent student Ind′ (an unrelated network for the others)."""
+    epsilon, reached = calibrate_epsilon(s.teacher, x, y, target=0.85)
+    models = {**s.students, **s.independent}
+    out: dict[str, Any] = {"epsilon": epsilon, "teacher_attack": fooling_rates(s.teacher, models, x, y, epsilon)}
+    ind = list(s.independent)
+    if len(ind) > 1:
+        others = {k: v for k, v in models.items() if k != ind[1]}
+        out["control_attack"] = fooling_rates(s.independent[ind[1]], others, x, y, epsilon)
+    out["calibration_rate"], out["images"] = 100 * reached, len(x)
+    return out
+
+
+def invariances(s: Subjects, x: torch.Tensor) -> dict[str, Any]:
+    models = {"teacher": s.teacher, **s.students, **s.independent}
+    out: dict[str, Any] = {}
+    for kind, levels in STRENGTHS.items():
+        out[kind] = {"strengths": list(levels)}
+        for name, model in models.items():
+            out[kind][name] = [invariance_agreement(model, x, kind, level) for level in levels]  # type: ignore[arg-type]
+    return out
+
+
+def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
+    """Every analysis; plain numbers (percentages where rates)."""
+    x, y = s.test_images(images)
+    models = {**s.students, **s.independent}
+    results: dict[str, Any] = {
+        "teacher": s.teacher_name,
+        "models": {name: s.methods[name] for name in models},
+        "images": len(x),
+        "localisation": localisation(s, x, y),
+        "adversarial": vulnerability(s, x[:500], y[:500]),
+        "invariance": invariances(s, x),
+        "boundaries": {n: boundary_similarity(s.teacher, m, x, s.info.num_classes) for n, m in models.items()},
+    }
+    batches = TensorLoader(x, y, 250)
+    stages = getattr(s.teacher, "stage_names", ())
+    results["cka"] = {
+        n: {
+            "teacher": list(stages),
+            "student": list(m.stage_names),
+            "matrix": cka_matrix(s.teacher, m, batches.epoch(0)).tolist(),
+        }  # type: ignore[union-attr]
+        for n, m in models.items()
+        if stages and getattr(m, "stage_names", ())
+    }
+    if s.data.get("name") == "domains":
+        base = str(s.data.get("base", "mnist"))
+        results["domains"] = domain_transfer(s.teacher, models, base=base, seed=int(s.data.get("seed", 0)))  # type: ignore[arg-type]
+    return results
+
+
+def default_out(paths: list[Path]) -> Path:
+    return Path(paths[0]).parent / "analysis"

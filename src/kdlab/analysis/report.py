@@ -1,0 +1,95 @@
+"""The ``kdlab analyze`` report: results.json plus a self-contained report.html (and report.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kdlab.analysis import figures
+from kdlab.analysis.subjects import Subjects
+from kdlab.checkpoint import write_json
+from kdlab.report import Section, write_report
+
+
+def _f(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
+    x, y = s.test_images(8)
+    loc = results["localisation"]
+    cam = Section("Localisation (Grad-CAM of the true class, last conv stage)")
+    if "skipped" in loc:
+        cam.paragraphs.append(f"Not measured: {loc['skipped']}.")
+    else:
+        cam.paragraphs.append(
+            "Win rate: % of test images whose student CAM is closer (cosine) to the teacher's than the reference "
+            "independent student's CAM is. The control Ind′ (another independent student) should sit near 50 %."
+        )
+        rows = [[n, _f(v)] for n, v in loc["win_rate"].items()]
+        if "control" in loc:
+            rows.append(["control Ind′", _f(loc["control"])])
+        cam.tables.append((["student", "win rate %"], rows))
+        cam.figures.append((figures.cam_overlays(s, x, y, out), "Grad-CAM overlays: image, teacher, Ind, students."))
+    adv = results["adversarial"]
+    attack = Section("Adversarial vulnerability (I-FGSM, 5 steps)")
+    attack.paragraphs.append(
+        f"ε = {adv['epsilon']:.4f} (pixel scale [0, 1]) fools the teacher on {_f(adv['teacher_attack']['attacked'])} % "
+        f"of {adv['images']} test images; a student's rate counts only images that fooled the attacked network, and "
+        "'fooled' means its prediction changed from its own clean prediction."
+    )
+    names = [n for n in results["models"] if n in adv["teacher_attack"]]
+    rows = [
+        [n, _f(adv["teacher_attack"][n]), _f(adv["control_attack"][n]) if n in adv.get("control_attack", {}) else "-"]
+        for n in names
+    ]
+    attack.tables.append((["model", "attack on teacher %", "attack on Ind′ %"], rows))
+    attack.figures.append((figures.fooling(adv, out), "Fooling rates per student and attack source."))
+    inv = Section("Invariances (agreement between two views of each image, same views for every model)")
+    inv.figures.append(
+        (figures.invariance_curves(results["invariance"], out), "Invariance against the transform strength.")
+    )
+    for kind, curves in results["invariance"].items():
+        headers = [kind, *[f"s = {v:g}" for v in curves["strengths"]]]
+        inv.tables.append((headers, [[n, *map(_f, vals)] for n, vals in curves.items() if n != "strengths"]))
+    bound = Section("Decision boundaries (IoU of predicted regions on planes through 50 test-image triplets)")
+    bound.tables.append(
+        (
+            ["model vs teacher", "IoU", "std"],
+            [[n, f"{v['iou']:.4f}", f"{v['std']:.4f}"] for n, v in results["boundaries"].items()],
+        )
+    )
+    bound.figures.append(
+        (figures.boundary_planes(s, x, out), "Predicted regions on the plane through three test images.")
+    )
+    out_sections = [cam, attack, inv, bound]
+    if results["cka"]:
+        cka = Section("Representations (linear CKA, teacher stages × student stages)")
+        cka.figures.append(
+            (figures.cka_heatmaps(results["cka"], out), "Linear CKA between stages (1,000 test images).")
+        )
+        out_sections.append(cka)
+    if "domains" in results:
+        dom = Section("Domain knowledge (teacher trained on every domain; students' data decides theirs)")
+        rows = [
+            [
+                d,
+                _f(r["teacher"]["accuracy"]),
+                *[f"{_f(r[n]['accuracy'])} / {_f(r[n]['consensus'])}" for n in results["models"]],
+            ]
+            for d, r in results["domains"].items()
+        ]
+        dom.tables.append((["domain", "teacher acc. %", *[f"{n} acc. / consensus %" for n in results["models"]]], rows))
+        out_sections.append(dom)
+    return out_sections
+
+
+def write(s: Subjects, results: dict[str, Any], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    intro = [
+        f"Teacher {s.teacher_name}; students {', '.join(s.students) or '(none)'}; independent students "
+        f"{', '.join(s.independent)}. {results['images']} test images. Every number was measured by this command."
+    ]
+    write_report(out, "kdlab analyze — what did the students inherit?", intro, sections(s, results, out))
+    return out
