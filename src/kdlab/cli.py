@@ -94,10 +94,20 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from kdlab.analysis import report
     from kdlab.analysis.analyze import analyze, default_out
+    from kdlab.analysis.preset import PRESETS, train_preset
     from kdlab.analysis.subjects import load_subjects
 
     if args.images < 3:
         raise ConfigError(f"--images must be at least 3 (decision boundaries need image triplets); got {args.images}.")
+    if args.preset is not None and args.preset not in PRESETS:
+        raise ConfigError(f"Unknown analyze preset {args.preset!r}; valid presets: {', '.join(PRESETS)}.")
+    if args.preset is None and not args.runs:
+        raise ConfigError(
+            "kdlab analyze needs run folders (a teacher's students and independent students) or --preset."
+        )
+    if args.preset is not None:
+        args.out = args.out or f"runs/analyze-{args.preset}"
+        args.runs = [*args.runs, *map(str, train_preset(Path(args.out), progress=True))]
     paths = [Path(p) for p in args.runs]
     subjects = load_subjects(paths)
     out = report.write(
@@ -274,7 +284,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_study)
     s = sub.add_parser("analyze", help="what the students inherited from their teacher: results.json + report.html")
-    s.add_argument("runs", nargs="+", help="distilled and independent (method=ce) run folders or groups, one teacher")
+    s.add_argument("runs", nargs="*", help="distilled and independent (method=ce) run folders or groups, one teacher")
+    s.add_argument("--preset", default=None, help="mnist-domains: train the paper's MNIST setting, then analyse it")
     s.add_argument("--out", default=None, help="output folder (default: analysis/ beside the first run)")
     s.add_argument("--images", type=int, default=1000, help="test images to analyse (default 1000)")
     s.set_defaults(fn=cmd_analyze)

@@ -101,3 +101,10 @@ def test_students_of_different_teachers_and_no_independent_student_are_refused(c
     )
     assert main(["analyze", str(runs / "kd"), str(other)]) == 2
     assert "2 teachers" in capsys.readouterr().err
+
+
+def test_analyze_needs_runs_or_a_known_preset(capsys):
+    assert main(["analyze"]) == 2
+    assert "needs run folders" in capsys.readouterr().err
+    assert main(["analyze", "--preset", "imagenet"]) == 2
+    assert "valid presets: mnist-domains" in capsys.readouterr().err

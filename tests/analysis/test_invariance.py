@@ -45,3 +45,14 @@ def test_a_constant_model_is_perfectly_invariant_and_a_pixel_model_is_not():
     assert invariance_agreement(pixel, x, "jitter", 0.0) == 100.0
     with pytest.raises(ValueError, match="fraction"):
         view_pair(x, "crop", 1.5)
+
+
+def test_colour_images_also_get_a_saturation_change_and_grey_pixels_stay_grey():
+    x = torch.rand(16, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    _, b = view_pair(x, "jitter", 0.5)
+    grey = x[:, :1].expand(-1, 3, -1, -1).contiguous()
+    _, g = view_pair(grey, "jitter", 0.5)
+    assert torch.allclose(g[:, 0], g[:, 1], atol=1e-6) and torch.allclose(g[:, 1], g[:, 2], atol=1e-6)
+    spread = (b - b.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    base = (x - x.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    assert not torch.allclose(spread, base, rtol=0.05)  # the colour spread changed

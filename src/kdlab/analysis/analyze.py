@@ -8,13 +8,14 @@ from typing import Any
 import torch
 
 from kdlab.analysis.adversarial import calibrate_epsilon, fooling_rates
-from kdlab.analysis.boundaries import boundary_similarity
+from kdlab.analysis.boundaries import boundary_similarities
 from kdlab.analysis.domains import domain_transfer
 from kdlab.analysis.gradcam import cam_win_rate
 from kdlab.analysis.invariance import invariance_agreement
 from kdlab.analysis.representations import cka_matrix
 from kdlab.analysis.subjects import Subjects
-from kdlab.data.loader import TensorLoader
+from kdlab.data.domains import domain_test_sets
+from kdlab.data.loader import TensorLoader, to_float
 
 STRENGTHS = {"jitter": (0.3, 0.4, 0.5, 0.6), "crop": (0.3, 0.4, 0.5, 0.6), "shift": (0.05, 0.1, 0.15, 0.2)}
 
@@ -75,7 +76,7 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
         "localisation": localisation(s, x, y),
         "adversarial": vulnerability(s, x[:500], y[:500]),
         "invariance": invariances(s, x),
-        "boundaries": {n: boundary_similarity(s.teacher, m, x, s.info.num_classes) for n, m in models.items()},
+        "boundaries": boundary_similarities(s.teacher, models, x, s.info.num_classes),
     }
     batches = TensorLoader(x, y, 250)
     stages = getattr(s.teacher, "stage_names", ())
@@ -89,8 +90,12 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
         if stages and getattr(m, "stage_names", ())
     }
     if s.data.get("name") == "domains":
-        base = str(s.data.get("base", "mnist"))
-        results["domains"] = domain_transfer(s.teacher, models, base=base, seed=int(s.data.get("seed", 0)))  # type: ignore[arg-type]
+        base, seed = str(s.data.get("base", "mnist")), int(s.data.get("seed", 0))  # type: ignore[call-overload]
+        results["domains"] = domain_transfer(s.teacher, models, base=base, seed=seed)
+        results["boundaries_by_domain"] = {
+            domain: boundary_similarities(s.teacher, models, to_float(dx[:images]), s.info.num_classes)
+            for domain, (dx, _) in domain_test_sets(base, seed).items()
+        }
     return results
 
 

@@ -42,9 +42,9 @@ def region_iou(pred_a: torch.Tensor, pred_b: torch.Tensor, num_classes: int) -> 
 
 
 @torch.no_grad()
-def boundary_similarity(
-    model_a: nn.Module,
-    model_b: nn.Module,
+def boundary_similarities(
+    reference: nn.Module,
+    models: dict[str, nn.Module],
     images: torch.Tensor,
     num_classes: int,
     *,
@@ -53,21 +53,35 @@ def boundary_similarity(
     margin: float = 0.1,
     seed: int = 0,
     batch_size: int = 500,
-) -> dict[str, float]:
-    """Mean and std of the region IoU of two models over ``triplets`` random triplets of ``images``
-    (``[N, C, H, W]``, N ≥ 3), the same triplets for every call with the same ``seed``."""
+) -> dict[str, dict[str, float]]:
+    """Per model: mean and std of the region IoU with ``reference`` over ``triplets`` random triplets of
+    ``images`` (``[N, C, H, W]``, N ≥ 3) — the same triplets for every model and every call with ``seed``;
+    the reference classifies each plane once."""
     if len(images) < 3:
         raise ValueError(f"decision-boundary similarity needs at least 3 images, got {len(images)}")
     g = torch.Generator().manual_seed(seed)
-    scores = []
-    model_a.eval(), model_b.eval()
+    scores: dict[str, list[float]] = {name: [] for name in models}
+    for model in (reference, *models.values()):
+        model.eval()
     for _ in range(triplets):
         i, j, k = torch.randperm(len(images), generator=g)[:3].tolist()
         points, _ = plane_grid(images[i], images[j], images[k], steps, margin)
-        preds = [
-            torch.cat([m(points[s : s + batch_size]).argmax(-1) for s in range(0, len(points), batch_size)])
-            for m in (model_a, model_b)
-        ]
-        scores.append(region_iou(preds[0], preds[1], num_classes))
-    t = torch.tensor(scores, dtype=torch.float64)
-    return {"iou": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "triplets": float(len(t))}
+
+        def predict(model: nn.Module, points: torch.Tensor = points) -> torch.Tensor:
+            return torch.cat([model(points[s : s + batch_size]).argmax(-1) for s in range(0, len(points), batch_size)])
+
+        target = predict(reference)
+        for name, model in models.items():
+            scores[name].append(region_iou(target, predict(model), num_classes))
+    out = {}
+    for name, values in scores.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        out[name] = {"iou": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "triplets": float(len(t))}
+    return out
+
+
+def boundary_similarity(
+    model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, num_classes: int, **options: int | float
+) -> dict[str, float]:
+    """Mean and std of the region IoU of two models (see :func:`boundary_similarities`)."""
+    return boundary_similarities(model_a, {"b": model_b}, images, num_classes, **options)["b"]  # type: ignore[arg-type]

@@ -34,7 +34,8 @@ def _window(
 def view_pair(x: torch.Tensor, kind: Kind, strength: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Two views of each image of ``x`` ``[B, C, H, W]`` (pixels in [0, 1]).
 
-    ``jitter``: the image and a copy with brightness and contrast factors uniform in [1 − s, 1 + s];
+    ``jitter``: the image and a copy with brightness and contrast (and, for RGB, saturation) factors uniform
+    in [1 − s, 1 + s];
     ``crop``: two crops each covering a fraction s of the area (aspect ratio log-uniform in [3/4, 4/3]),
     resized back; ``shift``: two translations by up to s of the side in each direction (zeros enter)."""
     g = torch.Generator().manual_seed(seed)
@@ -44,7 +45,12 @@ def view_pair(x: torch.Tensor, kind: Kind, strength: float, seed: int = 0) -> tu
         return (low + (high - low) * torch.rand(b, generator=g)).to(x.device)
 
     if kind == "jitter":
-        return x, jitter(x, uniform(1 - strength, 1 + strength), uniform(1 - strength, 1 + strength))
+        jittered = jitter(x, uniform(1 - strength, 1 + strength), uniform(1 - strength, 1 + strength))
+        if x.shape[1] == 3:  # colour images also get a saturation factor
+            grey = jittered.mean(1, keepdim=True)
+            saturation = uniform(1 - strength, 1 + strength)[:, None, None, None]
+            jittered = (grey + saturation * (jittered - grey)).clamp(0.0, 1.0)
+        return x, jittered
     if kind not in ("crop", "shift"):
         raise ValueError(f"unknown invariance kind {kind!r}; valid: jitter, crop, shift")
     views = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdlab.analysis import figures
+from kdlab.analysis import claims, figures
 from kdlab.analysis.subjects import Subjects
 from kdlab.checkpoint import write_json
 from kdlab.report import Section, write_report
@@ -91,5 +91,6 @@ def write(s: Subjects, results: dict[str, Any], out: Path) -> Path:
         f"Teacher {s.teacher_name}; students {', '.join(s.students) or '(none)'}; independent students "
         f"{', '.join(s.independent)}. {results['images']} test images. Every number was measured by this command."
     ]
-    write_report(out, "kdlab analyze — what did the students inherit?", intro, sections(s, results, out))
+    verdicts = Section("The paper's claims on these models", claims.paragraphs(results))
+    write_report(out, "kdlab analyze — what did the students inherit?", intro, [verdicts, *sections(s, results, out)])
     return out
