@@ -58,3 +58,13 @@ def test_the_domain_claim_needs_gains_on_both_shifted_domains_and_none_on_orig()
     assert "— held for every method" in claims.domains(results(domains=domains))
     domains["texture"]["fitnets seed0"] = {"accuracy": 90.5, "consensus": 80.0}
     assert "— held for 1 of 2 methods" in claims.domains(results(domains=domains))
+
+
+def test_invariance_inheritance_needs_a_teacher_more_invariant_than_ind():
+    same = claims.invariance(results())  # students exactly as invariant as Ind, teacher more
+    assert "— did not hold: teacher 85.00 %, Ind 65.00 %" in same
+    better = results()
+    better["invariance"]["jitter"]["kd seed0"] = [90, 80]
+    assert "— held: teacher 85.00 %" in claims.invariance(better)
+    weak = results(invariance={"jitter": {"strengths": [0.3], "teacher": [50], **{m: [70] for m in MODELS}}})
+    assert "not testable here" in claims.invariance(weak)
