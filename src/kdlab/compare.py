@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import statistics
 from pathlib import Path
 from typing import Any
 
 from kdlab.checkpoint import write_atomic, write_json
 from kdlab.config import Config
+from kdlab.plotting import pyplot, save_png
 from kdlab.summaries import aggregate, values
 from kdlab.table import format_table, mean_std
 
@@ -82,10 +82,7 @@ def markdown(headers: list[str], table: list[list[str]]) -> str:
 
 def chart(record: dict[str, Any], path: Path) -> None:
     """Bars of test accuracy, agreement and KL per method (mean ± std over seeds), teacher accuracy dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(record["methods"])
     fig, axes = plt.subplots(1, 3, figsize=(4 + 1.1 * len(names), 3.8), constrained_layout=True)
@@ -110,10 +107,7 @@ def chart(record: dict[str, Any], path: Path) -> None:
             ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_title(title)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    save_png(fig, path, tight=False)  # constrained layout already
 
 
 def write(folder: Path, summaries: dict[str, list[dict[str, Any]]], config: Config) -> str:

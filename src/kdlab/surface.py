@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kdlab.plotting import pyplot, save_png
+
 
 def flat_parameters(state: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
     return torch.cat([state[n].detach().double().reshape(-1) for n in names])
@@ -91,10 +93,7 @@ def _assign(params: dict[str, nn.Parameter], names: list[str], flat: torch.Tenso
 
 def plot_surface(surface: Surface, path: str, title: str) -> None:
     """A filled contour of log10(loss) with the three points marked, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     z = torch.log10(surface.loss.clamp_min(1e-12)).numpy()
@@ -108,6 +107,4 @@ def plot_surface(surface: Surface, path: str, title: str) -> None:
     ax.set_ylabel("v")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -87,6 +87,11 @@ def check(config: Config, command: Command) -> None:
         raise ConfigError("student_init interpolates from a teacher; it belongs to kdlab distill, not kdlab train.")
 
 
+def member_name(role: str, seed: int) -> str:
+    """The sub-folder of a grouped run: ``seed0`` for the main role, ``independent-seed0`` for the others."""
+    return f"seed{seed}" if role == "main" else f"{role}-seed{seed}"
+
+
 def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Member]]:
     """The runs to do; several (seeds × roles) go in sub-folders of a group folder."""
     pairs = roles(config, command)
@@ -94,7 +99,7 @@ def plan(config: Config, command: Command, folder: Path) -> tuple[bool, list[Mem
     members = []
     for role, method in pairs:
         for seed in config.seeds:
-            sub = f"seed{seed}" if role == "main" else f"{role}-seed{seed}"
+            sub = member_name(role, seed)
             folder_of = RunFolder(folder / sub if grouped else folder)
             members.append(Member(folder_of, seed, method, role, label=f"{method.name} seed {seed}"))
     return grouped, members

@@ -10,22 +10,11 @@ import torch
 from kdlab.analysis.boundaries import plane_grid
 from kdlab.analysis.gradcam import gradcam
 from kdlab.analysis.subjects import Subjects
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from kdlab.plotting import pyplot, save_png
 
 
 def _save(fig: Any, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
-    return path.name
+    return save_png(fig, path, dpi=100)
 
 
 def _image(x: torch.Tensor) -> Any:
@@ -34,7 +23,7 @@ def _image(x: torch.Tensor) -> Any:
 
 def cam_overlays(s: Subjects, x: torch.Tensor, y: torch.Tensor, out: Path, count: int = 4) -> str:
     models = {"teacher": s.teacher, **dict(list(s.independent.items())[:1]), **s.students}
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(count, len(models) + 1, figsize=(1.6 * (len(models) + 1), 1.6 * count), squeeze=False)
     for col, (name, model) in enumerate(models.items(), start=1):
         maps = gradcam(model, model.stage_names[-1], x[:count], y[:count])
@@ -51,7 +40,7 @@ def cam_overlays(s: Subjects, x: torch.Tensor, y: torch.Tensor, out: Path, count
 
 
 def fooling(results: dict[str, Any], out: Path) -> str:
-    plt = _plt()
+    plt = pyplot()
     attacks = [k for k in ("teacher_attack", "control_attack") if k in results]
     fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 3.4), squeeze=False)
     for ax, attack in zip(axes[0], attacks, strict=True):
@@ -64,7 +53,7 @@ def fooling(results: dict[str, Any], out: Path) -> str:
 
 
 def invariance_curves(results: dict[str, Any], out: Path) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False)
     for ax, (kind, curves) in zip(axes[0], results.items(), strict=True):
         for name, values in curves.items():
@@ -81,7 +70,7 @@ def invariance_curves(results: dict[str, Any], out: Path) -> str:
 def boundary_planes(s: Subjects, x: torch.Tensor, out: Path, steps: int = 50) -> str:
     models = {"teacher": s.teacher, **s.independent, **s.students}
     points, _ = plane_grid(x[0], x[1], x[2], steps)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(1.8 * len(models), 2.0), squeeze=False)
     for ax, (name, model) in zip(axes[0], models.items(), strict=True):
         labels = model.eval()(points).argmax(-1).view(steps, steps)
@@ -92,7 +81,7 @@ def boundary_planes(s: Subjects, x: torch.Tensor, out: Path, steps: int = 50) ->
 
 
 def cka_heatmaps(results: dict[str, Any], out: Path) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results), 2.6), squeeze=False)
     for ax, (name, entry) in zip(axes[0], results.items(), strict=True):
         ax.imshow(entry["matrix"], vmin=0, vmax=1, cmap="magma")

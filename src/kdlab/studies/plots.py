@@ -6,26 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kdlab.plotting import pyplot, save_png
 from kdlab.studies.runner import Stat, stat
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-
-
 def ensemble(path: Path, sizes: Sequence[int], runs: Sequence[list[dict[str, Any]]]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for split, who, label, style in (
         ("agreement", "student", "test agreement", "o-"),
@@ -40,24 +26,24 @@ def ensemble(path: Path, sizes: Sequence[int], runs: Sequence[list[dict[str, Any
     ax.set_ylabel("%")
     ax.set_xticks(list(sizes))
     ax.legend()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def bars(
     path: Path, labels: Sequence[str], runs: Sequence[list[dict[str, Any]]], ylabel: str, split: str = "test"
 ) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     stats = [stat(r, split, "agreement") for r in runs]
     fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 3.6))
     ax.bar(list(labels), [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], capsize=4, color="#4c72b0")
     low = min(100 * (s.mean - s.std) for s in stats)
     ax.set_ylim(max(0.0, low - 3), 100)
     ax.set_ylabel(ylabel)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def policies(path: Path, names: Sequence[str], test: Sequence[Stat], views: Sequence[Stat]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.8))
     x = range(len(names))
     ax.bar(
@@ -80,11 +66,11 @@ def policies(path: Path, names: Sequence[str], test: Sequence[Stat], views: Sequ
     ax.set_ylabel("agreement %")
     ax.set_ylim(max(0.0, min(100 * s.mean for s in [*test, *views]) - 5), 100)
     ax.legend()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def interpolation(path: Path, lambdas: Sequence[float], runs: Sequence[list[dict[str, Any]]]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for split, label, style in (("train", "train agreement", "o-"), ("test", "test agreement", "s--")):
         stats = [stat(r, split, "agreement") for r in runs]
@@ -99,4 +85,4 @@ def interpolation(path: Path, lambdas: Sequence[float], runs: Sequence[list[dict
     ax.set_xlabel("λ (share of the teacher in the initial weights)")
     ax.set_ylabel("agreement %")
     ax.legend()
-    _save(fig, path)
+    save_png(fig, path)

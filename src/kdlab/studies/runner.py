@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.config import apply_overrides, resolve
-from kdlab.workflow import Outcome, execute
+from kdlab.workflow import Outcome, execute, member_name
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -64,8 +64,7 @@ class StudyContext:
         grouped = len(summaries) > 1 or any(len(runs) > 1 for runs in summaries.values())
         for role, runs in summaries.items():
             for run in runs:
-                sub = f"seed{run['seed']}" if role == "main" else f"{role}-seed{run['seed']}"
-                run["run_folder"] = str(folder / sub if grouped else folder)
+                run["run_folder"] = str(folder / member_name(role, run["seed"]) if grouped else folder)
                 self.used[run["run_folder"]] = self.current[run["run_folder"]] = run.get("wall_time_s", 0.0)
 
     def _execute(self, mapping: dict[str, Any], command: str, folder: Path) -> Outcome:
