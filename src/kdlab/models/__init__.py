@@ -2,7 +2,7 @@
 ``mean``, ``std`` (and ``norm`` where the architecture has norms). Importing this package registers them all.
 """
 
-from kdlab.models import resnet, simple, vgg, wrn
+from kdlab.models import ddnn, resnet, simple, vgg, wrn
 from kdlab.models.common import Normalize, norm_layer
 from kdlab.models.complexity import count_macs, count_parameters
 from kdlab.models.registry import MODELS
@@ -12,6 +12,7 @@ __all__ = [
     "Normalize",
     "count_macs",
     "count_parameters",
+    "ddnn",
     "norm_layer",
     "resnet",
     "simple",

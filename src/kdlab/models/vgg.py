@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kdlab.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
 from kdlab.models.registry import MODELS
 
@@ -67,6 +68,22 @@ class VGG(nn.Module):
         x = self.pool3(self.block3(self.pool2(self.block2(x))))
         x = self.block5(self.block4(x))
         return self.fc(self.flatten(self.avgpool(x)))
+
+
+@MODELS.register("vgg")
+def vgg(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: tuple[int, int] = (32, 32),
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    norm: Norm = "batch",
+    convs: tuple[int, int, int, int, int] = (2, 2, 2, 2, 2),
+) -> nn.Module:
+    """VGG with any number of convs per block (five blocks; ``convs`` (2, 2, 2, 2, 2) is VGG13)."""
+    if len(convs) != len(WIDTHS) or min(convs) < 1:
+        raise ConfigError(f"VGG needs {len(WIDTHS)} conv counts ≥ 1 (one per block); got {list(convs)}.")
+    return VGG(tuple(convs), num_classes, in_channels, norm, mean, std)
 
 
 def _register(depth: int) -> None:
