@@ -18,7 +18,10 @@ def test_one_finite_step_and_no_gradient_to_the_teacher(name):
     torch.manual_seed(0)
     teacher = Teacher(MODELS.get("resnet8")(num_classes=10, in_channels=1))
     teacher.members[0].eval()
-    student = MODELS.get("cnn")(num_classes=10, in_channels=1, width=4)
+    if name == "ekd":  # trains the sub-nets of a depth-switchable student
+        student = MODELS.get("ddnn_resnet")(num_classes=10, in_channels=1, depths=(8, 14), width=4, stem_width=4)
+    else:
+        student = MODELS.get("cnn")(num_classes=10, in_channels=1, width=4)
     entry = METHODS.get(name)
     assert dataclasses.is_dataclass(entry.params) and entry.summary
     context = MethodContext(student, teacher, 10, input_shape=(1, 28, 28), num_train=64, epochs=2)

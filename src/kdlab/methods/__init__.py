@@ -1,6 +1,6 @@
 """Distillation methods, registered by name (see :mod:`kdlab.methods.base` for the contract)."""
 
-from kdlab.methods import contrastive, feature, logit, logit_variants, relational  # noqa: F401  (registering)
+from kdlab.methods import contrastive, embedded, feature, logit, logit_variants, relational  # noqa: F401
 from kdlab.methods.base import (
     METHODS,
     Method,

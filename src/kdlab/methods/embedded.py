@@ -1,0 +1,120 @@
+"""Embedded knowledge distillation (EKD) in a depth-level dynamic network (papers.md §5.3).
+
+Only the paper's abstract is public: the full net and its sub-nets share one set of weights and are trained
+together; a KL term keeps each sub-net's posterior close to the full net's and self-attention distillation on
+same-resolution stage outputs enriches the sub-nets' features. Our reconstruction, per batch (x, y):
+
+    L = CE(z_F, y) + Σ_k [ w_ce·CE(z_k, y) + w_kl·τ²·KL(σ(z_F/τ) ‖ σ(z_k/τ)) + w_at·Σ_s ℓ(F_k^s, F_F^s) ]
+
+with ``ℓ`` the attention-transfer loss (Zagoruyko & Komodakis 2017, β/2 = 500 per stage with the mean form)
+or SAD (Hou et al. 2019, weight 1). The full net's logits and stage maps are detached (one-way: deeper teaches
+shallower) unless ``mutual`` — then the full net is also pulled towards its sub-nets (mutual learning).
+The engine runs the full net (its stage maps come through the taps); this method runs each sub-net on the
+same batch, and the engine does one backward over the summed terms. The full net needs no external teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from kdlab.data.loader import Batch
+from kdlab.errors import ConfigError
+from kdlab.losses import label_cross_entropy
+from kdlab.losses.features import attention_transfer, self_attention_distillation
+from kdlab.losses.logits import kl_divergence
+from kdlab.methods.base import MethodContext, register_method
+from kdlab.models.depth import DepthSwitch
+from kdlab.outputs import ModelOutput
+
+Attention = Literal["at", "sad", "none"]
+DEFAULT_ATTENTION_WEIGHT = {"at": 500.0, "sad": 1.0, "none": 0.0}
+
+
+@dataclass
+class EKDParams:
+    """EKD (our reconstruction of papers.md §5.3). ``attention_weight`` None → 500 for ``at`` (β/2), 1 for
+    ``sad``; ``depths`` lists the sub-nets trained (None: every depth but the full one). Setting
+    ``kl_weight = 0`` and ``attention = "none"`` gives plain joint training with labels (condition b)."""
+
+    temperature: float = 3.0
+    ce_weight: float = 1.0
+    kl_weight: float = 1.0
+    attention: Attention = "at"
+    attention_weight: float | None = None
+    p: float = 2.0
+    mutual: bool = False
+    depths: tuple[int, ...] | None = None
+
+
+@register_method("ekd", EKDParams)
+class EmbeddedKD(nn.Module):
+    """Embedded KD: sub-nets of a depth-switchable student learn from labels and from its full net."""
+
+    needs_teacher = False
+    teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: EKDParams, context: MethodContext) -> None:
+        super().__init__()
+        net = context.student
+        if not isinstance(net, DepthSwitch):
+            raise ConfigError(
+                f"Method ekd trains a depth-switchable student (ddnn_resnet, ddnn_resnet_basic, ddnn_vgg); "
+                f"got {type(net).__name__}."
+            )
+        weights = {
+            "ce_weight": params.ce_weight,
+            "kl_weight": params.kl_weight,
+            "attention_weight": params.attention_weight,
+        }
+        bad = {k: v for k, v in weights.items() if v is not None and v < 0}
+        if bad or params.temperature <= 0 or params.p <= 0:
+            raise ConfigError(
+                f"ekd needs non-negative weights and positive temperature and p; got {bad or ''} "
+                f"temperature={params.temperature}, p={params.p}."
+            )
+        subs = [net.check_depth(d) for d in params.depths] if params.depths else list(net.depths)
+        subs = [d for d in subs if d != net.full_depth]
+        if not subs:
+            raise ConfigError(
+                f"ekd needs at least one sub-net shallower than the full net {net.full_depth}; "
+                f"the student's depths are {', '.join(map(str, net.depths))}."
+            )
+        net.set_depth(net.full_depth)  # the engine's forward is the full net's
+        self.params = params
+        self.subs = tuple(sorted(set(subs)))
+        self.attention_weight = (
+            DEFAULT_ATTENTION_WEIGHT[params.attention] if params.attention_weight is None else params.attention_weight
+        )
+        uses_maps = params.attention != "none" and self.attention_weight > 0
+        self.student_layers: tuple[str, ...] = tuple(net.stage_names) if uses_maps else ()
+        self._net = (net,)  # not a sub-module: its parameters are the student's, optimised once
+
+    def _map_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.params.attention == "sad":
+            return self_attention_distillation(student, teacher)
+        return attention_transfer(student, teacher, self.params.p)
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
+        p, net = self.params, self._net[0]
+        terms = {"ce": label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda)}
+        target = student.logits if p.mutual else student.logits.detach()
+        maps = [student.features[n] for n in self.student_layers]
+        maps = maps if p.mutual else [m.detach() for m in maps]
+        for depth in self.subs:
+            logits, stages = net.forward_stages(batch.x, depth)
+            if p.ce_weight > 0:
+                ce = label_cross_entropy(logits, batch.y, batch.mix_perm, batch.mix_lambda)
+                terms[f"ce_d{depth}"] = p.ce_weight * ce
+            if p.kl_weight > 0:
+                kl = kl_divergence(logits, target, p.temperature) * p.temperature**2
+                terms[f"kl_d{depth}"] = p.kl_weight * kl
+            if maps:
+                pairs = zip(stages, maps, strict=True)
+                terms[f"at_d{depth}"] = (
+                    self.attention_weight * torch.stack([self._map_loss(s, t) for s, t in pairs]).sum()
+                )
+        return terms
