@@ -172,7 +172,8 @@ def distill(
 
 
 def train(model: nn.Module | str, train: UserData, test: UserData | None = None, **kwargs: Any) -> DistillResult:
-    """Train ``model`` from labels alone (``method="ce"``): a teacher, or the independent-student control."""
+    """Train ``model`` without a teacher: from labels alone (``method="ce"``) — a teacher, or the independent-student
+    control — or a depth-switchable model with embedded KD (``method="ekd"``)."""
     return distill(None, model, train, test, method=kwargs.pop("method", "ce"), **kwargs)
 
 

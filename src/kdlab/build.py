@@ -102,18 +102,24 @@ def load_model_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
             f"{path} is not a kdlab model file with a model description (written by kdlab train/distill). "
             "For a bare state_dict give the architecture: teacher: {name: ARCH, checkpoint: PATH}."
         )
-    info = DataInfo(
-        **{
-            **record["data"],
-            "image_size": tuple(record["data"]["image_size"]),
-            "mean": tuple(record["data"]["mean"]),
-            "std": tuple(record["data"]["std"]),
-            "classes": tuple(record["data"].get("classes", ())),
-        }
-    )
+    info = record_info(record)
     model = build_model(ModelSpec(**record["model"]), info, where=f"model in {path}")
     _load_state(model, record["state_dict"], path)
     return model, record
+
+
+def record_info(record: dict[str, Any]) -> DataInfo:
+    """The data description stored in a kdlab model file."""
+    data = record["data"]
+    return DataInfo(
+        **{
+            **data,
+            "image_size": tuple(data["image_size"]),
+            "mean": tuple(data["mean"]),
+            "std": tuple(data["std"]),
+            "classes": tuple(data.get("classes", ())),
+        }
+    )
 
 
 def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:

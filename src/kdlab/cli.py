@@ -82,11 +82,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from kdlab.studies.fidelity import run_study
-
     out = Path(args.out or f"runs/study-{args.study}-{args.preset}")
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    folder = run_study(args.preset, out, only=only, progress=not args.quiet)
+    if args.study == "ekd":
+        from kdlab.studies import ekd
+
+        if args.only:
+            raise ConfigError("--only selects experiments of the fidelity study; the ekd study is one experiment.")
+        folder = ekd.run_study(args.preset, out, progress=not args.quiet)
+    else:
+        from kdlab.studies.fidelity import run_study
+
+        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        folder = run_study(args.preset, out, only=only, progress=not args.quiet)
     print(f"report: {folder / 'report.md'} · {folder / 'report.html'} · numbers: {folder / 'results.json'}")
     return 0
 
@@ -133,6 +140,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(compare.write(outcome.folder, outcome.summaries, config))
     else:
         _report(outcome)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kdlab.depths import export_run
+
+    depth = args.depth.split("=", 1)
+    if len(depth) != 2 or depth[0] != "depth" or not depth[1]:
+        raise ConfigError(f"kdlab export RUN depth=K: expected depth=K (e.g. depth=20), got {args.depth!r}.")
+    path, about = export_run(Path(args.run), depth[1], Path(args.out) if args.out else None)
+    options = ", ".join(f"{k}={v}" for k, v in about["options"].items())
+    print(
+        f"depth {about['depth']} → {path}: plain {about['model']}({options}), {about['parameters']:,} parameters, "
+        f"{about['macs'] / 1e6:.2f} M multiply-adds; largest logit difference to the switchable model "
+        f"{about['max_abs_diff']:.1e}. Use it as teacher={path} or with kdlab.build.load_model_file."
+    )
     return 0
 
 
@@ -277,8 +300,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(fn=cmd_compare)
     s = sub.add_parser("study", help="reproduce a paper's claims at small scale and write a report")
-    s.add_argument("study", choices=["fidelity"], help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...)")
-    s.add_argument("preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), full, smoke")
+    s.add_argument(
+        "study",
+        choices=["fidelity", "ekd"],
+        help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...); ekd: depth-level dynamic nets with embedded KD",
+    )
+    s.add_argument(
+        "preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), smoke; fidelity also full"
+    )
     s.add_argument("--only", default=None, help="comma-separated experiments to run (default: all)")
     s.add_argument("--out", default=None, help="report and runs folder (default runs/study-fidelity-PRESET)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -293,6 +322,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="the run (or group) folder")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_resume)
+    s = sub.add_parser("export", help="one depth of a depth-switchable run as a plain model file")
+    s.add_argument("run", help="run folder (or model file) of a ddnn_* model")
+    s.add_argument("depth", metavar="depth=K", help="the depth to export, e.g. depth=20")
+    s.add_argument("--out", default=None, help="file to write (default RUN/depthK.pt)")
+    s.set_defaults(fn=cmd_export)
     s = sub.add_parser("evaluate", help="fidelity of a saved model against a teacher")
     s.add_argument("model", help="model file or run folder of the student")
     s.add_argument(

@@ -16,11 +16,13 @@ from torch import nn
 from kdlab import __version__
 from kdlab.build import save_model_file
 from kdlab.config import MethodConfig, ModelSpec
+from kdlab.depths import depth_figures
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
 from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
 from kdlab.interpolation import interpolate_from_teacher
 from kdlab.methods import MethodContext, build_method, params_mapping, uses_source_temperature
+from kdlab.models.depth import DepthSwitch
 from kdlab.runs import RunFolder
 from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
 from kdlab.teachers import Teacher
@@ -129,6 +131,21 @@ def _evaluate_views(student: nn.Module, shared: Shared, seed: int) -> dict[str, 
     return split_metrics(logits["s"], targets, logits["t"])
 
 
+def _depths(student: DepthSwitch, shared: Shared) -> dict[str, dict[str, Any]]:
+    """Figures for every depth (sub-nets' BatchNorm recalibrated on training images first)."""
+    test, train = shared.sources.test, shared.sources.train_eval
+    assert test is not None
+    table = shared.teacher_logits("test")
+    return depth_figures(
+        student,
+        lambda: test.epoch(0),
+        shared.sources.info,
+        shared.device,
+        calibration=train.epoch(0) if train is not None else None,
+        teacher_logits=(lambda index: table[index]) if table is not None else None,
+    )
+
+
 def run_member(
     member: Member,
     shared: Shared,
@@ -198,6 +215,8 @@ def run_member(
             "parameters": sum(p.numel() for p in student.parameters()),
         },
     }
+    if isinstance(student, DepthSwitch) and shared.sources.test is not None:
+        result[key]["depths"] = _depths(student, shared)
     if shared.sources.test is not None:
         result[key]["test"] = _evaluate(student, shared, "test")
     if shared.sources.train_eval is not None:
@@ -232,7 +251,11 @@ def run_member(
         "versions": versions(),
         **(extra or {}),
     }
-    save_model_file(member.folder.model_path, student, spec, info, summary[key].get("test"))
+    metrics = {
+        **summary[key].get("test", {}),
+        **({"depths": summary[key]["depths"]} if "depths" in summary[key] else {}),
+    }
+    save_model_file(member.folder.model_path, student, spec, info, metrics)
     member.folder.write_summary(summary)
     return student, summary
 

@@ -14,11 +14,11 @@ from kdlab.data import DATASETS
 from kdlab.engine import Recipe
 from kdlab.errors import ConfigError, Interrupted, KdlabError
 from kdlab.experiment import Member, Shared, resolve_device, run_member
-from kdlab.methods import method_params
+from kdlab.methods import method_params, needs_teacher
 from kdlab.runs import RunFolder, index_root, unique_name
 from kdlab.sources import config_sources
 from kdlab.store import RunIndex, RunRecord
-from kdlab.summaries import aggregate, comparison_table
+from kdlab.summaries import aggregate, comparison_table, depth_table
 from kdlab.teachers import Teacher
 
 Command = Literal["train", "distill", "compare"]
@@ -74,10 +74,10 @@ def check(config: Config, command: Command) -> None:
         method_params(method.name, method.params)
     if command == "train" and config.teacher:
         raise ConfigError("kdlab train trains a model from labels alone; remove teacher=... or use kdlab distill.")
-    if command == "train" and config.method.name != "ce":
+    if command == "train" and needs_teacher(config.method.name):
         raise ConfigError(
-            f"kdlab train uses method=ce (labels only); got method={config.method.name}. "
-            "Distillation methods run with kdlab distill."
+            f"kdlab train learns without a teacher (method=ce, or ekd for a depth-switchable model); got "
+            f"method={config.method.name}, which needs one. Distillation from a teacher runs with kdlab distill."
         )
     if command != "train" and not config.teacher:
         raise ConfigError(f"kdlab {command} needs a teacher: teacher=pretrained:NAME, a run folder or a list of them.")
@@ -193,6 +193,8 @@ def execute(
     order = sorted(summaries, key=lambda r: (r != "independent", r == "control", r == "main"))
     labels = [(label(r, config, command), summaries[r]) for r in order]
     table = comparison_table(labels, shared.teacher_metrics() if teacher is not None else None)
+    depths = depth_table(labels)
+    table = f"{table}\n\nper depth (sub-nets of one set of weights):\n{depths}" if depths else table
     wall = round(time.perf_counter() - began, 2)
     if grouped:
         RunFolder(folder).write_summary(
