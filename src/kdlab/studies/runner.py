@@ -72,6 +72,13 @@ class StudyContext:
         config.runs_dir = str(self.folder)
         return execute(config, command, folder=folder, resume=folder.exists(), progress=self.progress)  # type: ignore[arg-type]
 
+    def train(self, experiment: str, condition: str, settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Run one condition trained without a teacher (``kdlab train``: ce, or ekd); summaries per role."""
+        folder = self.folder / "runs" / experiment / condition
+        summaries = self._execute(merge(self.base, settings), "train", folder).summaries
+        self._note(summaries, folder)
+        return summaries
+
     def teachers(self, name: str, settings: dict[str, Any], seeds: Sequence[int]) -> list[Path]:
         """Train teacher ``name`` for every seed (once); returns the model folders, one per seed."""
         folder = self.folder / "teachers" / name
