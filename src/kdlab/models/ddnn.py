@@ -19,7 +19,7 @@ from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.common import check_positive
-from kdlab.models.depth import BnMode, DepthSwitch, Keep, check_budgets, check_modes
+from kdlab.models.depth import BnMode, DepthSwitch, Keep, check_budgets, check_modes, deepest
 from kdlab.models.registry import MODELS
 from kdlab.models.resnet import IMAGENET_BLOCKS, CifarResNet, Stem, cifar_blocks
 from kdlab.models.vgg import CONVS_PER_BLOCK, VGG, WIDTHS
@@ -50,7 +50,7 @@ class SwitchableResNet(DepthSwitch, CifarResNet):
         **resnet: Any,
     ) -> None:
         check_modes(keep, bn)
-        CifarResNet.__init__(self, blocks=budgets[max(budgets, key=lambda d: sum(budgets[d]))], **resnet)
+        CifarResNet.__init__(self, blocks=budgets[deepest(budgets)], **resnet)
         self._static = static
         self._make_switchable(budgets, keep, bn, 1, recalibration_images)
 
@@ -67,7 +67,7 @@ class SwitchableVGG(DepthSwitch, VGG):
         self, budgets: dict[int, tuple[int, ...]], keep: str, bn: str, recalibration_images: int, **vgg: Any
     ) -> None:
         check_modes(keep, bn)
-        VGG.__init__(self, budgets[max(budgets, key=lambda d: sum(budgets[d]))], **vgg)
+        VGG.__init__(self, budgets[deepest(budgets)], **vgg)
         self._norm = vgg["norm"]
         self._make_switchable(budgets, keep, bn, 3, recalibration_images)
 

@@ -33,6 +33,11 @@ BN_MODES: tuple[str, ...] = ("shared", "private", "recalibrated")
 KEEP_MODES: tuple[str, ...] = ("first", "uniform")
 
 
+def deepest(budgets: Mapping[int, tuple[int, ...]]) -> int:
+    """The full net's depth: the budget with the most blocks (it contains every other, see check_budgets)."""
+    return max(budgets, key=lambda d: sum(budgets[d]))
+
+
 def kept_blocks(budget: int, total: int, keep: str) -> tuple[int, ...]:
     """Indices of the ``budget`` blocks (of ``total``) a sub-net keeps: the first ones, or evenly spaced
     ones from the first to the last (``keep="uniform"``)."""
@@ -83,7 +88,7 @@ class DepthSwitch(nn.Module):
     def _make_switchable(
         self, budgets: Mapping[int, tuple[int, ...]], keep: str, bn: str, unit: int, recalibration_images: int
     ) -> None:
-        full = max(budgets, key=lambda d: sum(budgets[d]))
+        full = deepest(budgets)
         self.budgets, self.keep, self.bn = dict(sorted(budgets.items())), keep, bn
         self.full_depth, self._depth = full, full
         self.recalibration_images = recalibration_images
@@ -218,7 +223,7 @@ def check_budgets(budgets: Mapping[Any, Any], stages: int) -> dict[int, tuple[in
         out[int(name)] = tuple(counts)
     if len(out) < 1:
         raise ConfigError("A depth-switchable network needs at least one depth.")
-    full = max(out, key=lambda d: sum(out[d]))
+    full = deepest(out)
     short = [d for d, b in out.items() if any(n > f for n, f in zip(b, out[full], strict=True))]
     if short:
         raise ConfigError(

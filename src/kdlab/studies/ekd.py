@@ -23,6 +23,7 @@ from kdlab.evaluation import eval_mode, model_predictor, predict_all
 from kdlab.runs import RunFolder
 from kdlab.sources import config_sources
 from kdlab.studies.runner import StudyContext
+from kdlab.summaries import student_key
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,7 @@ def base_config(scale: EKDScale) -> dict[str, Any]:
 
 def _depth_runs(summaries: dict[str, list[dict[str, Any]]], depth: int) -> list[dict[str, Any]]:
     runs = summaries["main"]
-    return [
-        r[("student" if "student" in r else "model")]["depths"][str(depth)] | {"train_time_s": r["train_time_s"]}
-        for r in runs
-    ]
+    return [r[student_key(r)]["depths"][str(depth)] | {"train_time_s": r["train_time_s"]} for r in runs]
 
 
 def run_conditions(ctx: StudyContext, scale: EKDScale) -> tuple[Figures, dict[str, str]]:
