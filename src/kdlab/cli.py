@@ -83,6 +83,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/study-{args.study}-{args.preset}")
+    if args.study == "structural":
+        from kdlab.studies import structural
+
+        if args.only:
+            raise ConfigError("--only selects experiments of the fidelity study, not of the structural study.")
+        folder = structural.run_study(args.preset, out, progress=not args.quiet)
+        print(f"report: {folder / 'report.md'} · numbers: {folder / 'results.json'}")
+        return 0
     if args.study == "ekd":
         from kdlab.studies import ekd
 
@@ -302,8 +310,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="reproduce a paper's claims at small scale and write a report")
     s.add_argument(
         "study",
-        choices=["fidelity", "ekd"],
-        help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...); ekd: depth-level dynamic nets with embedded KD",
+        choices=["fidelity", "ekd", "structural"],
+        help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...); ekd: depth-level dynamic nets with embedded KD; "
+        "structural: Structural KD vs its baselines (taggers, parsers; Wang et al. 2021)",
     )
     s.add_argument(
         "preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), smoke; fidelity also full"

@@ -97,6 +97,7 @@ class Config:
     independent: bool = False
     teacher_cache: bool = True
     methods: list[Any] = field(default_factory=list)  # kdlab compare: names or {name: ..., option: value}
+    tag_map: dict[str, str] = field(default_factory=dict)  # sequence data: rename teacher tags → student tags
 
 
 _NAMED = ("data", "student", "method")  # sections that take `name` plus entry-specific options
@@ -297,8 +298,9 @@ def _check_ranges(c: Config) -> None:
             f"student_init (λ, the teacher's share of the initial weights) must lie in [0, 1]; got {c.student_init}.",
         ),
         (
-            c.data.labelled is None or c.data.labelled >= 1,
-            f"data.labelled (how many training images keep their label) must be ≥ 1; got {c.data.labelled}.",
+            c.data.labelled is None or c.data.labelled >= 0,
+            "data.labelled (how many training examples keep their label; 0: the teacher's outputs alone) must be "
+            f"≥ 0; got {c.data.labelled}.",
         ),
         (
             all(t is None or t > 0 for t in [c.data.temperature, *[e.temperature for e in c.data.extra]]),

@@ -157,8 +157,10 @@ class Engine:
 
     def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with self._autocast():
-            logits = self.student(batch.x)
-            student = ModelOutput(logits=logits, features=self.taps.collect() if self.taps else {})
+            out = self.student(batch.x)  # logits, or a ModelOutput (structured models add their potentials)
+            student = out if isinstance(out, ModelOutput) else ModelOutput(logits=out)
+            if self.taps:
+                student.features = self.taps.collect()
             needs_teacher = getattr(self.method, "needs_teacher", False)
             teacher = self.teacher(batch) if needs_teacher and self.teacher is not None else None
             terms = self.method(student, teacher, batch)

@@ -138,6 +138,12 @@ def execute(
 
     The runs go to ``runs_dir/name`` (a fresh time-stamped name by default), or to ``folder``.
     """
+    from kdlab.structured.datasets import is_sequence_data
+
+    if is_sequence_data(config.data.name):  # taggers and parsers: kdlab.structured.workflow
+        from kdlab.structured.workflow import execute_sequence
+
+        return execute_sequence(config, command, folder=folder, resume=resume, progress=progress)
     check(config, command)
     began = time.perf_counter()
     if folder is None:

@@ -47,8 +47,10 @@ def conform(x: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tens
 
 def unlabel_all_but(y: torch.Tensor, labelled: int, seed: int) -> torch.Tensor:
     """Labels ``y`` with all but a stratified subset of ``labelled`` examples set to −1 (unlabelled)."""
-    keep = stratified_subset(y, labelled, seed)
     out = torch.full_like(y, -1)
+    if labelled == 0:
+        return out
+    keep = stratified_subset(y, labelled, seed)
     out[keep] = y[keep]
     return out
 

@@ -75,7 +75,8 @@ mixup and cutmix with α = 1 (λ uniform), and uniform-noise images with probabi
 @dataclass
 class Batch:
     """One batch: pixels ``x`` in [0, 1], labels ``y`` (−1 = unlabelled), ``index`` = sample indices
-    into the split. With mixup, ``mix_perm``/``mix_lambda`` say how the images were mixed."""
+    into the split. With mixup, ``mix_perm``/``mix_lambda`` say how the images were mixed. Batches of
+    sentences (:mod:`kdlab.structured.data`) hold token ids in ``x`` and carry a ``mask``."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -83,6 +84,7 @@ class Batch:
     mix_perm: torch.Tensor | None = None
     mix_lambda: float | None = None
     temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
+    mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
 
     def __len__(self) -> int:
         return self.x.shape[0]

@@ -1,0 +1,268 @@
+"""Distillation methods for structured predictors (Wang et al. 2021, "Structural Knowledge Distillation").
+
+Every method returns ``{"labels": (1 − λ)·label loss, "kd": λ·distillation loss}``: the label loss (CRF NLL,
+token cross-entropy, or the parser's head + relation cross-entropy) over the sentences that have labels, the
+distillation loss over every sentence of the batch, both summed over tokens and averaged over sentences. With
+``teacher_annealing`` λ falls linearly from 1 (pure distillation) at the first epoch to
+``max(0, 1 − anneal_factor)`` at the end of the run (the official code's schedule, in units of the run's length
+instead of 100 epochs); otherwise λ = ``interpolation``.
+
+The kind of teacher and student (``crf`` / ``maxent`` tagger, ``parser``, ``labeler`` = a MaxEnt tagger over
+(head offset, relation) labels) picks the case: 1a CRF → CRF, 2a CRF → MaxEnt, 3 MaxEnt → CRF, 1b parser →
+labeler; ``temperature: null`` takes the official configuration's τ for that case (3, 5, 1, 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab.data.loader import Batch
+from kdlab.errors import ConfigError
+from kdlab.losses.structured import (
+    TemperatureMode,
+    crf_teacher_marginals,
+    parse_label_log_marginals,
+    posterior_kd,
+    product_marginals,
+    structural_kd_crf,
+    structural_kd_tokens,
+    token_kd,
+    top_k_crf,
+    top_k_tokens,
+    top_k_weights,
+)
+from kdlab.models.sequence import chain_of
+from kdlab.outputs import ModelOutput
+from kdlab.registry import Registry
+from kdlab.structured.crf import Chain, k_best, log_marginals
+from kdlab.structured.labels import LabelTable, SequenceContext
+from kdlab.structured.trees import decode_mst, head_selection_log_marginals, matrix_tree_marginals
+
+SEQUENCE_METHODS: Registry = Registry("sequence method")
+CASE_TEMPERATURE = {"1a": 3.0, "2a": 5.0, "3": 1.0, "1b": 3.0, "token": 3.0}
+ArcMarginals = Literal["head_selection", "matrix_tree"]
+
+
+@dataclass
+class Mixing:
+    """λ·KD + (1 − λ)·labels; the paper's configurations anneal λ from 1."""
+
+    interpolation: float = 0.5
+    teacher_annealing: bool = True
+    anneal_factor: float = 0.5
+
+
+def case_of(teacher: str, student: str) -> str:
+    """The StructuralKD case of a (teacher kind, student kind) pair."""
+    cases = {("crf", "crf"): "1a", ("crf", "maxent"): "2a", ("maxent", "crf"): "3", ("maxent", "maxent"): "token",
+             ("parser", "labeler"): "1b"}  # fmt: skip
+    if (teacher, student) not in cases:
+        raise ConfigError(
+            f"Structured distillation from a {teacher} teacher to a {student} student is not defined; supported "
+            "(teacher → student): crf → crf (1a), crf → maxent (2a), maxent → crf (3), maxent → maxent, "
+            "parser (biaffine) → labeler (a maxent tagger on parsing data, 1b)."
+        )
+    return cases[(teacher, student)]
+
+
+class SequenceMethod(nn.Module):
+    """The label loss, λ and the bookkeeping shared by every structured method."""
+
+    needs_teacher = True
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: Mixing, context: SequenceContext) -> None:
+        super().__init__()
+        if not 0.0 <= params.interpolation <= 1.0 or params.anneal_factor < 0:
+            raise ConfigError(
+                f"method.interpolation must lie in [0, 1] and method.anneal_factor be ≥ 0; got "
+                f"interpolation={params.interpolation}, anneal_factor={params.anneal_factor}."
+            )
+        self.params, self.context = params, context
+        self.weight = 1.0 if params.teacher_annealing else params.interpolation
+        self.case = case_of(context.teacher_kind, context.student_kind) if self.needs_teacher else "none"
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        if self.params.teacher_annealing:
+            self.weight = max(0.0, 1.0 - self.params.anneal_factor * epoch / max(1, epochs - 1))
+
+    @property
+    def temperature(self) -> float:
+        tau = getattr(self.params, "temperature", None)
+        return CASE_TEMPERATURE.get(self.case, 1.0) if tau is None else float(tau)
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
+        assert batch.mask is not None
+        labels = self.context.label_loss(student, batch)
+        labelled = self.context.labelled(batch)
+        label_term = (labels * labelled).sum() / labelled.sum().clamp_min(1)
+        if not self.needs_teacher:
+            return {"labels": label_term}
+        assert teacher is not None
+        kd = self.distill(student, teacher, batch).mean()
+        return {"kd": self.weight * kd, "labels": (1.0 - self.weight) * label_term}
+
+    def distill(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    # the teacher's token distributions [B, n, L] at τ = 1 (CRF: forward–backward marginals)
+    def teacher_token_log_probs(self, teacher: ModelOutput, mask: torch.Tensor) -> torch.Tensor:
+        if self.context.teacher_kind == "crf":
+            return log_marginals(chain_of(teacher, mask)).tokens
+        return F.log_softmax(teacher.logits.float(), -1)
+
+
+@dataclass
+class NoKDParams(Mixing):
+    pass
+
+
+@SEQUENCE_METHODS.register("ce")
+class NoKD(SequenceMethod):
+    """w/o KD: the label loss only (CRF NLL, token cross-entropy, or head + relation cross-entropy)."""
+
+    Params = NoKDParams
+
+    needs_teacher = False
+
+
+@dataclass
+class TokenKDParams(Mixing):
+    temperature: float | None = None
+
+
+@SEQUENCE_METHODS.register("token_kd")
+class TokenKD(SequenceMethod):
+    """Token KD: τ² Σ_i KL(softmax(e_t,i/τ) ‖ softmax(e_s,i/τ)) on the emission scores (a CRF teacher's
+    transitions are ignored)."""
+
+    Params = TokenKDParams
+
+    def __init__(self, params: TokenKDParams, context: SequenceContext) -> None:
+        super().__init__(params, context)
+        context.require_taggers("token_kd")
+
+    def distill(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> torch.Tensor:
+        return token_kd(student.logits, teacher.logits, batch.mask, self.temperature)
+
+
+@dataclass
+class PosteriorKDParams(Mixing):
+    temperature: float | None = None
+
+
+@SEQUENCE_METHODS.register("posterior_kd")
+class PosteriorKD(SequenceMethod):
+    """Posterior KD (Wang et al. 2020a): τ² Σ_i KL between the locally tempered token marginals of teacher and
+    student (forward–backward for CRFs, the softmax for MaxEnt taggers)."""
+
+    Params = PosteriorKDParams
+
+    def __init__(self, params: PosteriorKDParams, context: SequenceContext) -> None:
+        super().__init__(params, context)
+        context.require_taggers("posterior_kd")
+
+    def distill(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> torch.Tensor:
+        q = self.teacher_token_log_probs(teacher, batch.mask)
+        if self.context.student_kind == "crf":
+            return posterior_kd(chain_of(student, batch.mask), q, self.temperature)
+        return token_kd(student.logits, q, batch.mask, self.temperature)
+
+
+@dataclass
+class TopKParams(Mixing):
+    k: int = 10
+    weighted: bool = False
+
+
+@SEQUENCE_METHODS.register("top_k_kd")
+class TopKKD(SequenceMethod):
+    """Top-K KD (Kim & Rush 2016): the student's NLL of the teacher's k best structures, weighted uniformly or
+    (``weighted``) by the softmax of their teacher scores. A parser teacher gives its best tree (k = 1)."""
+
+    Params = TopKParams
+
+    def __init__(self, params: TopKParams, context: SequenceContext) -> None:
+        super().__init__(params, context)
+        if params.k < 1 or (context.teacher_kind == "parser" and params.k != 1):
+            raise ConfigError(f"method.k must be ≥ 1 (and 1 for a parser teacher, its best tree); got {params.k}.")
+
+    def distill(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> torch.Tensor:
+        mask = batch.mask
+        if self.context.teacher_kind == "parser":
+            labels = self.context.table.labels_of(teacher_tree(teacher, mask))
+            known = mask & (labels >= 0)
+            return top_k_tokens(student.logits, labels.clamp_min(0)[:, None], torch.ones_like(labels[:, :1]).float(),
+                                known)  # fmt: skip
+        if self.context.teacher_kind == "crf":
+            chain = chain_of(teacher, mask)
+        else:
+            zeros = teacher.logits.new_zeros(teacher.logits.shape[-1])
+            chain = Chain(teacher.logits.float(), zeros[:, None] * zeros, zeros, zeros, mask)
+        sequences, scores = k_best(chain, self.params.k)
+        weights = top_k_weights(scores, self.params.weighted)
+        if self.context.student_kind == "crf":
+            return top_k_crf(chain_of(student, mask), sequences, weights)
+        return top_k_tokens(student.logits, sequences, weights, mask)
+
+
+def teacher_tree(teacher: ModelOutput, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A parser's best tree (maximum spanning tree, one root) and each word's best relation for that head."""
+    heads = decode_mst(teacher.logits.float(), mask)
+    relations = teacher.structure["relations"]
+    rel = relations.gather(2, heads[:, :, None, None].expand(-1, -1, 1, relations.shape[-1])).squeeze(2).argmax(-1)
+    return heads, rel
+
+
+@dataclass
+class StructuralKDParams(Mixing):
+    temperature: float | None = None
+    teacher_temperature: TemperatureMode = "local"
+    arc_marginals: ArcMarginals = "head_selection"
+
+
+@SEQUENCE_METHODS.register("structural_kd")
+class StructuralKD(SequenceMethod):
+    """Structural KD: the cross-entropy between the teacher's and the student's distributions over whole
+    structures, factorized over the student's substructures with the teacher's marginals (cases 1a, 2a, 3, 1b)."""
+
+    Params = StructuralKDParams
+
+    def distill(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> torch.Tensor:
+        tau, mode, mask = self.temperature, self.params.teacher_temperature, batch.mask
+        case = self.case
+        if case == "1a":
+            q = crf_teacher_marginals(chain_of(teacher, mask), tau, mode)
+            return structural_kd_crf(chain_of(student, mask), q, tau, clamp=True)
+        if case == "2a":
+            q = crf_teacher_marginals(chain_of(teacher, mask), tau, mode)
+            return structural_kd_tokens(student.logits, q.tokens, mask, tau)
+        if case == "3":  # a product of token distributions: local = global temperature
+            q = product_marginals(F.log_softmax(teacher.logits.float() / tau, -1), mask)
+            return structural_kd_crf(chain_of(student, mask), q, tau, clamp=True)
+        if case == "token":
+            return token_kd(student.logits, teacher.logits, mask, tau)
+        return structural_kd_tokens(student.logits, self.parse_targets(teacher, mask), mask, tau)
+
+    def parse_targets(self, teacher: ModelOutput, mask: torch.Tensor) -> torch.Tensor:
+        """Case 1b: q_m(offset, relation) from the parser's arc marginals and relation distributions."""
+        tau, arcs = self.temperature, teacher.logits.float()
+        exact = self.params.teacher_temperature == "global"
+        scale = tau if exact else 1.0
+        if self.params.arc_marginals == "matrix_tree":
+            heads = matrix_tree_marginals(arcs / scale, mask).clamp_min(1e-30).log()
+        else:
+            heads = head_selection_log_marginals(arcs, mask, scale)
+        relations = F.log_softmax(teacher.structure["relations"].float() / scale, -1)
+        table: LabelTable = self.context.table
+        q = parse_label_log_marginals(heads, relations, table.offsets, table.relations, mask)
+        if exact:
+            return q
+        covered = torch.isfinite(q).any(-1, keepdim=True)
+        return torch.where(covered, F.log_softmax(q.masked_fill(~covered, 0.0) / tau, -1), q)
