@@ -265,13 +265,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from kdlab.build import pretrained_names
     from kdlab.data import DATASETS
     from kdlab.methods import METHODS
+    from kdlab.methods.structured import SEQUENCE_METHODS
     from kdlab.models import MODELS
+    from kdlab.models.sequence import SEQUENCE_MODELS
+    from kdlab.structured.datasets import SEQUENCE_DATASETS
 
     listings = {
         "models": MODELS.names(),
         "datasets": DATASETS.names(),
         "methods": METHODS.names(),
         "pretrained": pretrained_names(),
+        "sequence": [*SEQUENCE_DATASETS.names(), *SEQUENCE_MODELS.names(), *SEQUENCE_METHODS.names()],
     }
     if args.kind == "methods":  # the catalogue, with each method's defaults
         import dataclasses
@@ -285,6 +289,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.params) if not f.name.endswith("_layers")
             )
             rows.append([name, "yes" if entry.build.needs_teacher else "no", entry.summary, defaults])
+        for name in SEQUENCE_METHODS.names():  # taggers and parsers (sequence data sets)
+            cls = SEQUENCE_METHODS.get(name)
+            defaults = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
+            summary = (cls.__doc__ or "").strip().splitlines()[0]
+            rows.append([f"{name} (sequence)", "yes" if cls.needs_teacher else "no", summary, defaults])
         print(format_table(["method", "teacher", "what", "defaults"], rows))
         return 0
     for kind in [args.kind] if args.kind else listings:
@@ -361,7 +370,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--only", default=None, help="comma-separated layer names to check and show")
     s.set_defaults(fn=cmd_layers)
     s = sub.add_parser("list", help="registered models, data sets, methods and pretrained teachers")
-    s.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "pretrained"])
+    s.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "pretrained", "sequence"])
     s.set_defaults(fn=cmd_list)
     return p
 

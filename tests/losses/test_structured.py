@@ -176,3 +176,29 @@ def test_case_1b_parser_marginals_on_offset_relation_labels_equal_brute_force():
         brute = brute - p * sum(slp[m, labels.index((h - (m + 1), r))] for m, (h, r) in enumerate(tree))
     assert torch.allclose(loss[0], brute, atol=1e-8)
     assert torch.allclose(*[torch.autograd.grad(v, logits, retain_graph=True)[0] for v in (loss[0], brute)])
+
+
+def test_case_1b_with_matrix_tree_marginals_equals_brute_force_over_trees():
+    """A tree-constrained teacher (single root): the factorized loss equals the cross-entropy over all trees."""
+    from kdlab.structured.trees import enumerate_trees, matrix_tree_marginals
+
+    torch.manual_seed(1)
+    n, rels = 4, 2
+    mask = torch.ones(1, n, dtype=torch.bool)
+    arc = torch.randn(1, n, n + 1, dtype=torch.float64)
+    rel_lp = F.log_softmax(torch.randn(1, n, n + 1, rels, dtype=torch.float64), -1)
+    labels = [(o, r) for o in range(-n, n + 1) if o != 0 for r in range(rels)]
+    offsets, relations = torch.tensor([o for o, _ in labels]), torch.tensor([r for _, r in labels])
+    q = parse_label_log_marginals(matrix_tree_marginals(arc, mask).log(), rel_lp, offsets, relations, mask)
+    logits = torch.randn(1, n, len(labels), dtype=torch.float64)
+    slp = F.log_softmax(logits[0], -1)
+    trees = enumerate_trees(n)
+    scores = torch.stack([sum(arc[0, m, h] for m, h in enumerate(t)) for t in trees])
+    p_tree = (scores - torch.logsumexp(scores, 0)).exp()
+    brute = 0.0
+    for p, tree in zip(p_tree, trees, strict=True):
+        for rel_choice in itertools.product(range(rels), repeat=n):
+            p_y = p * sum(rel_lp[0, m, h, r] for m, (h, r) in enumerate(zip(tree, rel_choice, strict=True))).exp()
+            brute = brute - p_y * sum(slp[m, labels.index((h - (m + 1), r))] for m, (h, r) in
+                                      enumerate(zip(tree, rel_choice, strict=True)))  # fmt: skip
+    assert torch.allclose(structural_kd_tokens(logits, q, mask)[0], brute, atol=1e-8)

@@ -15,7 +15,7 @@ labeler; ``temperature: null`` takes the official configuration's τ for that ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -77,20 +77,21 @@ class SequenceMethod(nn.Module):
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
 
-    def __init__(self, params: Mixing, context: SequenceContext) -> None:
+    def __init__(self, params: Any, context: SequenceContext) -> None:
         super().__init__()
+        params = params if isinstance(params, Mixing) else Mixing(interpolation=0.0, teacher_annealing=False)
         if not 0.0 <= params.interpolation <= 1.0 or params.anneal_factor < 0:
             raise ConfigError(
                 f"method.interpolation must lie in [0, 1] and method.anneal_factor be ≥ 0; got "
                 f"interpolation={params.interpolation}, anneal_factor={params.anneal_factor}."
             )
-        self.params, self.context = params, context
+        self.mixing, self.params, self.context = params, params, context
         self.weight = 1.0 if params.teacher_annealing else params.interpolation
         self.case = case_of(context.teacher_kind, context.student_kind) if self.needs_teacher else "none"
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        if self.params.teacher_annealing:
-            self.weight = max(0.0, 1.0 - self.params.anneal_factor * epoch / max(1, epochs - 1))
+        if self.mixing.teacher_annealing:
+            self.weight = max(0.0, 1.0 - self.mixing.anneal_factor * epoch / max(1, epochs - 1))
 
     @property
     def temperature(self) -> float:
@@ -119,8 +120,8 @@ class SequenceMethod(nn.Module):
 
 
 @dataclass
-class NoKDParams(Mixing):
-    pass
+class NoKDParams:
+    """No options: the label loss alone."""
 
 
 @SEQUENCE_METHODS.register("ce")
