@@ -229,3 +229,25 @@ def test_conll2003_files_train_and_a_teacher_with_other_tag_names_needs_a_tag_ma
     renamed = {**student, "name": "s2", "tag_map": {"B-PERSON": "B-PER", "I-PERSON": "I-PER"}}
     summary = execute(resolve(renamed), "distill", progress=False).summaries["main"][0]
     assert summary["method"]["case"] == "1a" and 0.0 <= summary["student"]["test"]["agreement"] <= 1.0
+
+
+@pytest.mark.parametrize("spec", [{"name": "tagger", "encoder": "transformer", "hidden": 16, "head": "crf"},
+                                  {"name": "biaffine", "encoder": "transformer", "hidden": 16}])  # fmt: skip
+def test_transformer_encoder_ignores_padding(spec):
+    """Appending a padded position to a batch leaves every real position's scores unchanged."""
+    torch.manual_seed(0)
+    task = "tagging" if spec["name"] == "tagger" else "parsing"
+    vocab, batch = _batch(task)
+    model = build_sequence_model(
+        ModelSpec(spec["name"], {k: v for k, v in spec.items() if k != "name"}), vocab, task, None
+    )
+    model.eval()
+    with torch.no_grad():
+        out = model(batch.x).logits
+        longer = model(torch.nn.functional.pad(batch.x, (0, 0, 0, 1))).logits
+    n = batch.x.shape[1]
+    real = batch.mask
+    if task == "tagging":
+        assert torch.allclose(out[real], longer[:, :n][real], atol=1e-5)
+    else:
+        assert torch.allclose(out[real][:, : n + 1], longer[:, :n][real][:, : n + 1], atol=1e-4)

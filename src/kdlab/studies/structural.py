@@ -56,6 +56,8 @@ TAGGER_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("weighted Top-K KD", {"name": "top_k_kd", "k": 10, "weighted": True}),
     ("Structural KD (local τ)", {"name": "structural_kd", "teacher_temperature": "local"}),
     ("Structural KD (global τ)", {"name": "structural_kd", "teacher_temperature": "global"}),
+    ("Structural KD (τ = 1)", {"name": "structural_kd", "temperature": 1.0}),
+    ("Top-K KD (K=1)", {"name": "top_k_kd", "k": 1}),
 ]
 PARSER_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("w/o KD", {"name": "ce"}),
@@ -63,7 +65,9 @@ PARSER_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("Structural KD (head selection)", {"name": "structural_kd", "arc_marginals": "head_selection"}),
     ("Structural KD (matrix-tree)", {"name": "structural_kd", "arc_marginals": "matrix_tree"}),
 ]
-CASE3_METHODS = [m for m in TAGGER_METHODS if m[0] not in ("w/o KD", "Structural KD (global τ)")]
+CASE3_METHODS = [
+    m for m in TAGGER_METHODS if m[0] not in ("w/o KD", "Structural KD (global τ)", "Structural KD (τ = 1)")
+]
 
 
 def slug(label: str) -> str:

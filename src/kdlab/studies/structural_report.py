@@ -55,6 +55,16 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         g = _stat(glob, metric)
         out.append(f"**local τ ≥ global τ**: {'held' if s.mean >= g.mean - TIE else 'did not hold'} "
                    f"({_compare(s, g)}).")  # fmt: skip
+    top = {
+        r["method"].get("k"): r for r in rows if r["method"]["name"] == "top_k_kd" and not r["method"].get("weighted")
+    }
+    if 1 in top and 10 in top:
+        one, ten = _stat(top[1], metric), _stat(top[10], metric)
+        closer = one.mean <= ten.mean + TIE and abs(s.mean - ten.mean) <= abs(s.mean - one.mean)
+        out.append(
+            f"**Top-K KD approaches Structural KD as K grows**: {'held' if closer else 'did not hold'} — K = 1 "
+            f"{one.mean * 100:.2f}, K = 10 {ten.mean * 100:.2f}, {main['label']} {s.mean * 100:.2f}."
+        )
     if result["name"].endswith("case3"):
         teacher = result["teacher"][metric]
         best = max(rows, key=lambda r: _stat(r, metric).mean)
