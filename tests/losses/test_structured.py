@@ -202,3 +202,47 @@ def test_case_1b_with_matrix_tree_marginals_equals_brute_force_over_trees():
             brute = brute - p_y * sum(slp[m, labels.index((h - (m + 1), r))] for m, (h, r) in
                                       enumerate(zip(tree, rel_choice, strict=True)))  # fmt: skip
     assert torch.allclose(structural_kd_tokens(logits, q, mask)[0], brute, atol=1e-8)
+
+
+@pytest.mark.parametrize("arcs_mode", ["head_selection", "matrix_tree"])
+def test_case_1b_global_temperature_is_the_exact_tempered_cross_entropy(arcs_mode):
+    """P_t(tree, relations)^{1/τ}/Z against the label student at τ, by enumeration (head vectors or trees)."""
+    from kdlab.methods.structured import StructuralKD, StructuralKDParams
+    from kdlab.outputs import ModelOutput
+    from kdlab.structured.labels import LabelTable, SequenceContext
+    from kdlab.structured.trees import enumerate_trees
+
+    torch.manual_seed(2)
+    n, rels, tau = 3, 2, 2.0
+    mask = torch.ones(1, n, dtype=torch.bool)
+    arc = torch.randn(1, n, n + 1)
+    for m in range(n):
+        arc[0, m, m + 1] = -1e4
+    rel_scores = torch.randn(1, n, n + 1, rels)
+    labels = [(o, r) for o in range(-n, n + 1) if o != 0 for r in range(rels)]
+    table = LabelTable.from_pairs(labels, rels)
+    params = StructuralKDParams(temperature=tau, teacher_temperature="global", arc_marginals=arcs_mode)
+    method = StructuralKD(params, SequenceContext("parsing", "labeler", "parser", table))
+    q = method.parse_targets(ModelOutput(logits=arc, structure={"relations": rel_scores}), mask)
+    logits = torch.randn(1, n, len(labels), dtype=torch.float64)
+    loss = structural_kd_tokens(logits, q.double(), mask, tau)[0]
+    head_lp = F.log_softmax(arc.double(), -1)
+    rel_lp = F.log_softmax(rel_scores.double(), -1)
+    slp = F.log_softmax(logits[0] / tau, -1)
+    if arcs_mode == "matrix_tree":
+        structures = enumerate_trees(n)
+        arc_part = [sum(arc[0, m, h].double() for m, h in enumerate(t)) for t in structures]
+    else:
+        structures = [t for t in itertools.product(range(n + 1), repeat=n) if all(h != m + 1 for m, h in enumerate(t))]
+        arc_part = [sum(head_lp[0, m, h] for m, h in enumerate(t)) for t in structures]
+    entries, log_p = [], []
+    for tree, a in zip(structures, arc_part, strict=True):
+        for choice in itertools.product(range(rels), repeat=n):
+            entries.append(list(zip(tree, choice, strict=True)))
+            log_p.append((a + sum(rel_lp[0, m, h, r] for m, (h, r) in enumerate(entries[-1]))) / tau)
+    p = F.softmax(torch.stack(log_p), 0)
+    brute = -(tau**2) * sum(
+        w * sum(slp[m, labels.index((h - (m + 1), r))] for m, (h, r) in enumerate(e))
+        for w, e in zip(p, entries, strict=True)
+    )
+    assert torch.allclose(loss, brute, atol=1e-5)

@@ -252,18 +252,25 @@ class StructuralKD(SequenceMethod):
         return structural_kd_tokens(student.logits, self.parse_targets(teacher, mask), mask, tau)
 
     def parse_targets(self, teacher: ModelOutput, mask: torch.Tensor) -> torch.Tensor:
-        """Case 1b: q_m(offset, relation) from the parser's arc marginals and relation distributions."""
+        """Case 1b: q_m(offset, relation) = P(head = h | m) · P(rel = r | m, h) mapped onto the student's labels.
+
+        ``local`` (the official code's): the arc marginals (head selection, or the matrix-tree theorem's) and the
+        relation distributions are computed at τ = 1 and each re-normalized per word as softmax(log p / τ).
+        ``global`` (exact): the marginals of the tempered teacher P(tree, relations)^{1/τ}, which factorizes as
+        arc potentials s(h→m)/τ + log Σ_r P(r | m, h)^{1/τ} times softmax_r(log P(r | m, h)/τ).
+        """
         tau, arcs = self.temperature, teacher.logits.float()
-        exact = self.params.teacher_temperature == "global"
-        scale = tau if exact else 1.0
+        relations = F.log_softmax(teacher.structure["relations"].float(), -1)
+        if self.params.teacher_temperature == "global":
+            tempered = relations / tau
+            arcs = arcs / tau + torch.logsumexp(tempered, -1)
+            relations = F.log_softmax(tempered, -1)
         if self.params.arc_marginals == "matrix_tree":
-            heads = matrix_tree_marginals(arcs / scale, mask).clamp_min(1e-30).log()
+            heads = matrix_tree_marginals(arcs, mask).clamp_min(1e-30).log()
         else:
-            heads = head_selection_log_marginals(arcs, mask, scale)
-        relations = F.log_softmax(teacher.structure["relations"].float() / scale, -1)
+            heads = head_selection_log_marginals(arcs, mask)
+        if self.params.teacher_temperature == "local":
+            heads = head_selection_log_marginals(heads, mask, tau)  # softmax(log μ / τ) over each word's heads
+            relations = F.log_softmax(relations / tau, -1)
         table: LabelTable = self.context.table
-        q = parse_label_log_marginals(heads, relations, table.offsets, table.relations, mask)
-        if exact:
-            return q
-        covered = torch.isfinite(q).any(-1, keepdim=True)
-        return torch.where(covered, F.log_softmax(q.masked_fill(~covered, 0.0) / tau, -1), q)
+        return parse_label_log_marginals(heads, relations, table.offsets, table.relations, mask)

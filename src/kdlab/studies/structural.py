@@ -62,8 +62,10 @@ TAGGER_METHODS: list[tuple[str, dict[str, Any]]] = [
 PARSER_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("w/o KD", {"name": "ce"}),
     ("Top-1 KD (teacher's tree)", {"name": "top_k_kd", "k": 1}),
-    ("Structural KD (head selection)", {"name": "structural_kd", "arc_marginals": "head_selection"}),
-    ("Structural KD (matrix-tree)", {"name": "structural_kd", "arc_marginals": "matrix_tree"}),
+    ("Structural KD (head selection, local τ)", {"name": "structural_kd", "arc_marginals": "head_selection"}),
+    ("Structural KD (matrix-tree, local τ)", {"name": "structural_kd", "arc_marginals": "matrix_tree"}),
+    ("Structural KD (head selection, global τ)", {"name": "structural_kd", "teacher_temperature": "global"}),
+    ("Structural KD (head selection, τ = 1)", {"name": "structural_kd", "temperature": 1.0}),
 ]
 CASE3_METHODS = [
     m for m in TAGGER_METHODS if m[0] not in ("w/o KD", "Structural KD (global τ)", "Structural KD (τ = 1)")
