@@ -85,6 +85,7 @@ class Batch:
     mix_lambda: float | None = None
     temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
     mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
+    teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary, when it has its own
 
     def __len__(self) -> int:
         return self.x.shape[0]

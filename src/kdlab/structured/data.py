@@ -67,8 +67,8 @@ class Vocabulary:
         return self.tags if self.tags else self.relations
 
     def remap(self, other: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index maps from this vocabulary's word/char ids to ``other``'s (unknown there → 1): a teacher with its
-        own vocabulary reads the student's batches through them."""
+        """Index maps from this vocabulary's word/char ids to ``other``'s (unknown there → 1), for batches that do
+        not carry the teacher's own encoding (``Batch.teacher_x``)."""
 
         def table(mine: Sequence[str], theirs: Sequence[str]) -> torch.Tensor:
             where = {w: i for i, w in enumerate(theirs)}
@@ -85,27 +85,36 @@ class Encoded:
     y: torch.Tensor
     lengths: torch.Tensor
     sentences: list[Sentence] = field(default_factory=list)
+    teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+
+def encode_inputs(sentences: Sequence[Sentence], vocab: Vocabulary) -> torch.Tensor:
+    """Word and character ids ``[N, n, 1 + C]`` of sentences in ``vocab``."""
+    n = max((len(s.words) for s in sentences), default=1)
+    words = {w: i for i, w in enumerate(vocab.words)}
+    chars = {c: i for i, c in enumerate(vocab.chars)}
+    x = torch.zeros(len(sentences), n, 1 + vocab.max_chars, dtype=torch.long)
+    for i, s in enumerate(sentences):
+        for j, w in enumerate(s.words):
+            x[i, j, 0] = words.get(w, 1)
+            ids = [chars.get(c, 1) for c in w[: vocab.max_chars]]
+            x[i, j, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return x
 
 
 def encode(
     sentences: Sequence[Sentence], vocab: Vocabulary, task: Task, labelled: Sequence[bool] | None = None
 ) -> Encoded:
     """Sentences → tensors. ``labelled[i] = False`` hides sentence i's labels (−1): unlabelled data."""
-    n = max((len(s.words) for s in sentences), default=1)
-    words = {w: i for i, w in enumerate(vocab.words)}
-    chars = {c: i for i, c in enumerate(vocab.chars)}
+    x = encode_inputs(sentences, vocab)
+    n = x.shape[1]
     tags = {t: i for i, t in enumerate(vocab.tags)}
     rels = {r: i for i, r in enumerate(vocab.relations)}
-    x = torch.zeros(len(sentences), n, 1 + vocab.max_chars, dtype=torch.long)
     y = torch.full((len(sentences), n, 2) if task == "parsing" else (len(sentences), n), -1, dtype=torch.long)
     for i, s in enumerate(sentences):
-        for j, w in enumerate(s.words):
-            x[i, j, 0] = words.get(w, 1)
-            ids = [chars.get(c, 1) for c in w[: vocab.max_chars]]
-            x[i, j, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
         if labelled is not None and not labelled[i]:
             continue
         if task == "tagging":
@@ -135,6 +144,7 @@ class SentenceLoader:
     ) -> None:
         self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
         self.x, self.y, self.lengths = data.x.to(device), data.y.to(device), data.lengths.to(device)
+        self.teacher_x = None if data.teacher_x is None else data.teacher_x.to(device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.data) / self.batch_size)
@@ -147,4 +157,5 @@ class SentenceLoader:
             sel = order[k * self.batch_size : (k + 1) * self.batch_size]
             n = int(self.data.lengths[sel.cpu()].max())
             x, y = self.x[sel, :n], self.y[sel, :n]
-            yield Batch(x=x, y=y, index=sel, mask=x[..., 0] > 0)
+            teacher_x = None if self.teacher_x is None else self.teacher_x[sel, :n]
+            yield Batch(x=x, y=y, index=sel, mask=x[..., 0] > 0, teacher_x=teacher_x)

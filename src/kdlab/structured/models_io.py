@@ -115,6 +115,7 @@ class SequenceTeacher:
     def __init__(self, loaded: SequenceModelFile, vocab: Vocabulary, tag_map: Mapping[str, str], device: torch.device):
         self.model = loaded.model.to(device).eval().requires_grad_(False)
         self.kind, self.task = kind_of(self.model, loaded.task), loaded.task
+        self.vocab = loaded.vocab
         words, chars = vocab.remap(loaded.vocab)
         self.words, self.chars, self.max_chars = words.to(device), chars.to(device), loaded.vocab.max_chars
         if self.kind == "parser":
@@ -123,13 +124,20 @@ class SequenceTeacher:
             order = label_order(loaded.vocab.tags, vocab.tags, tag_map, "tag")
         self.order = torch.tensor(order, dtype=torch.long, device=device)
 
-    def __call__(self, batch: Batch) -> ModelOutput:
+    def inputs(self, batch: Batch) -> torch.Tensor:
+        """The batch in the teacher's vocabulary: its own encoding of the sentences when the batch carries it (words
+        the student's vocabulary lacks stay known to the teacher), else the student's ids mapped."""
+        if batch.teacher_x is not None:
+            return batch.teacher_x
         x = batch.x
         chars = self.chars[x[..., 1 : 1 + self.max_chars]]
         if chars.shape[-1] < self.max_chars:
             chars = torch.nn.functional.pad(chars, (0, self.max_chars - chars.shape[-1]))
+        return torch.cat([self.words[x[..., :1]], chars], -1)
+
+    def __call__(self, batch: Batch) -> ModelOutput:
         with torch.no_grad(), eval_mode(self.model):
-            out = self.model(torch.cat([self.words[x[..., :1]], chars], -1))
+            out = self.model(self.inputs(batch))
         o = self.order
         if self.kind == "parser":
             return ModelOutput(logits=out.logits, structure={"relations": out.structure["relations"][..., o]})

@@ -21,7 +21,7 @@ from kdlab.experiment import Member, resolve_device, versions
 from kdlab.methods.structured import SEQUENCE_METHODS
 from kdlab.runs import RunFolder, index_root, unique_name
 from kdlab.store import RunIndex, RunRecord
-from kdlab.structured.data import Encoded, SentenceLoader, Vocabulary, encode
+from kdlab.structured.data import Encoded, SentenceLoader, Vocabulary, encode, encode_inputs
 from kdlab.structured.datasets import SequenceSplits, load_splits
 from kdlab.structured.evaluate import fidelity, predict, task_metrics
 from kdlab.structured.labels import LabelTable, SequenceContext, kind_of
@@ -86,6 +86,9 @@ def prepare(config: Config, command: str) -> SequenceShared:
             )
         shared.teacher = SequenceTeacher(loaded, vocab, config.tag_map, device)
         shared.teacher_name = str(config.teacher[0])
+        for data in (shared.train, shared.val, shared.test):  # the teacher reads every sentence in its own vocabulary
+            if data is not None:
+                data.teacher_x = encode_inputs(data.sentences, loaded.vocab)
     return shared
 
 
