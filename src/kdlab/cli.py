@@ -21,6 +21,17 @@ MAIN_PRESET = "fashion_mnist_kd"
 COMPARE_PRESET = "fashion_mnist_compare"
 
 
+def _preset(source: str | None, overrides: Sequence[str], preset: str) -> str | None:
+    """The config to start from: the given one; else the Fashion-MNIST preset, unless the overrides name a sequence
+    data set (whose models and methods the image preset does not fit)."""
+    if source is not None:
+        return source
+    from kdlab.structured.datasets import is_sequence_data
+
+    names = [item.split("=", 1)[1] for item in overrides if item.startswith(("data.name=", "data="))]
+    return None if names and is_sequence_data(names[-1]) else preset
+
+
 def _split(items: Sequence[str]) -> tuple[str | None, list[str]]:
     """``[CONFIG] key=value ...`` → (config or None, overrides)."""
     if items and "=" not in items[0]:
@@ -56,8 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kdlab.workflow import execute
 
     source, overrides = _split(args.items)
-    if source is None and args.command != "train":
-        source = MAIN_PRESET if args.command == "distill" else COMPARE_PRESET
+    if args.command != "train":
+        source = _preset(source, overrides, MAIN_PRESET if args.command == "distill" else COMPARE_PRESET)
     raw = cfg.apply_overrides(cfg.load_mapping(source), overrides)
     if args.command == "train":
         raw.setdefault("method", {"name": "ce"})
@@ -73,9 +84,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from kdlab.workflow import execute
 
     source, overrides = _split(args.items)
-    config = cfg.resolve(cfg.apply_overrides(cfg.load_mapping(source or COMPARE_PRESET), overrides))
+    config = cfg.resolve(cfg.apply_overrides(cfg.load_mapping(_preset(source, overrides, COMPARE_PRESET)), overrides))
     _announce(config, "compare", args.quiet)
     outcome = execute(config, "compare", progress=not args.quiet)
+    from kdlab.structured.datasets import is_sequence_data
+
+    if is_sequence_data(config.data.name):  # taggers/parsers: the table (also in the group's summary.json)
+        _report(outcome)
+        return 0
     print(compare.write(outcome.folder, outcome.summaries, config))
     print(f"\nwall time {outcome.wall_time_s:.1f} s · compare.json, compare.md, compare.png in {outcome.folder}")
     return 0

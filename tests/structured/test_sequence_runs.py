@@ -253,3 +253,16 @@ def test_transformer_encoder_ignores_padding(spec):
         assert torch.allclose(out[real], longer[:, :n][real], atol=1e-5)
     else:
         assert torch.allclose(out[real][:, : n + 1], longer[:, :n][real][:, : n + 1], atol=1e-4)
+
+
+def test_compare_on_sequence_data_prints_one_table_with_every_method(tmp_path):
+    data = _columns(tmp_path / "per.txt", "PER")
+    common = [f"data.train={data}", f"data.test={data}", "data.name=conll2003", "student.name=tagger",
+              "student.hidden=4", "epochs=1", "device=cpu", f"runs_dir={tmp_path}"]  # fmt: skip
+    assert _kdlab("train", *common, "name=t", "--quiet", cwd=tmp_path).returncode == 0
+    out = _kdlab("compare", *common, f"teacher={tmp_path / 't'}", "methods=[token_kd,structural_kd]", "name=c",
+                 "--quiet", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for row in ("teacher", "independent student", "token_kd", "structural_kd"):
+        assert row in out.stdout
+    assert "span F1 %" in out.stdout and (tmp_path / "c" / "summary.json").is_file()
