@@ -31,6 +31,14 @@ def _compare(a: Stat, b: Stat) -> str:
     return f"{diff * 100:+.2f} pt{inside}"
 
 
+def main_tau(result: dict[str, Any]) -> str:
+    """The official configuration's τ of the setting's structural case (see ``methods.structured``)."""
+    from kdlab.methods.structured import CASE_TEMPERATURE
+
+    main = _main(result)
+    return "?" if main is None else f"{CASE_TEMPERATURE.get(main['case'], 1.0):g}"
+
+
 def verdicts(result: dict[str, Any]) -> list[str]:
     """The paper's claims for one setting, each held / did not hold, with the measured differences."""
     metric, rows = result["metric"], result["rows"]
@@ -65,6 +73,17 @@ def verdicts(result: dict[str, Any]) -> list[str]:
             f"**Top-K KD approaches Structural KD as K grows**: {'held' if closer else 'did not hold'} — K = 1 "
             f"{one.mean * 100:.2f}, K = 10 {ten.mean * 100:.2f}, {main['label']} {s.mean * 100:.2f}."
         )
+    cold = next(
+        (r for r in rows if r["method"]["name"] == "structural_kd" and r["method"].get("temperature") == 1.0), None
+    )
+    if cold is not None and cold is not main:
+        c = _stat(cold, metric)
+        out.append(
+            f"**temperature**: {cold['label']} {c.mean * 100:.2f} vs {main['label']} (τ = {main_tau(result)}) "
+            f"{s.mean * 100:.2f} ({_compare(c, s)})."
+        )
+    best = max(rows, key=lambda r: _stat(r, metric).mean)
+    out.append(f"best: {best['label']} {_stat(best, metric).mean * 100:.2f}.")
     if result["name"].endswith("case3"):
         teacher = result["teacher"][metric]
         best = max(rows, key=lambda r: _stat(r, metric).mean)
