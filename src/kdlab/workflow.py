@@ -122,6 +122,24 @@ def member_config(config: Config, member: Member) -> Config:
     return mine
 
 
+def layout(
+    config: Config, command: Command, folder: Path | None, resume: bool
+) -> tuple[Config, Path, Path, bool, list[Member]]:
+    """Where the runs go (``runs_dir/name``, a fresh time-stamped name by default, or ``folder``), the index root,
+    and the members; a new run needs a free folder."""
+    if folder is None:
+        root = Path(config.runs_dir)
+        name = config.name or unique_name(root, f"{command}-{config.method.name}-{config.student.name}")
+        folder = root / name
+    else:
+        root, name = index_root(folder), folder.name
+    config = replace(config, name=name)
+    grouped, members = plan(config, command, folder)
+    if not resume:
+        RunFolder(folder).check_free()
+    return config, folder, root, grouped, members
+
+
 def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device")}
 
@@ -146,16 +164,7 @@ def execute(
         return execute_sequence(config, command, folder=folder, resume=resume, progress=progress)
     check(config, command)
     began = time.perf_counter()
-    if folder is None:
-        root = Path(config.runs_dir)
-        name = config.name or unique_name(root, f"{command}-{config.method.name}-{config.student.name}")
-        folder = root / name
-    else:
-        root, name = index_root(folder), folder.name
-    config = replace(config, name=name)
-    grouped, members = plan(config, command, folder)
-    if not resume:
-        RunFolder(folder).check_free()
+    config, folder, root, grouped, members = layout(config, command, folder, resume)
     # read the data and the teacher before any folder is made: a failed start leaves nothing behind
     device = resolve_device(config.device)
     sources = config_sources(config.data, device)
@@ -189,7 +198,7 @@ def execute(
                 control_shared if member.role == "control" and control_shared is not None else shared,
                 index,
                 root,
-                group=name if grouped else None,
+                group=config.name if grouped else None,
                 resume=resume,
                 progress=progress,
                 reference=shared if member.role == "control" else None,

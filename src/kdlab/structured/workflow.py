@@ -19,7 +19,7 @@ from kdlab.errors import ConfigError, Interrupted, KdlabError
 from kdlab.evaluation import eval_mode
 from kdlab.experiment import Member, resolve_device, versions
 from kdlab.methods.structured import SEQUENCE_METHODS
-from kdlab.runs import RunFolder, index_root, unique_name
+from kdlab.runs import RunFolder
 from kdlab.store import RunIndex, RunRecord
 from kdlab.structured.data import Encoded, SentenceLoader, Vocabulary, encode, encode_inputs
 from kdlab.structured.datasets import SequenceSplits, load_splits
@@ -196,21 +196,12 @@ def table(rows: list[tuple[str, list[dict]]], task: str, teacher: dict[str, floa
 
 def execute_sequence(config: Config, command: str, *, folder: Path | None, resume: bool, progress: bool) -> Any:
     """``kdlab train``/``distill``/``compare`` for sequence data (see :func:`kdlab.workflow.execute`)."""
-    from kdlab.workflow import Outcome, _comparable, label, member_config, plan, roles, summary_record
+    from kdlab.workflow import Outcome, _comparable, label, layout, member_config, roles, summary_record
 
     for _, method in roles(config, command):  # type: ignore[arg-type]
         _check_method(method.name, method.params, "train" if command == "train" else "distill")
     began = time.perf_counter()
-    if folder is None:
-        root = Path(config.runs_dir)
-        name = config.name or unique_name(root, f"{command}-{config.method.name}-{config.student.name}")
-        folder = root / name
-    else:
-        root, name = index_root(folder), folder.name
-    config = replace(config, name=name)
-    grouped, members = plan(config, command, folder)  # type: ignore[arg-type]
-    if not resume:
-        RunFolder(folder).check_free()
+    config, folder, root, grouped, members = layout(config, command, folder, resume)  # type: ignore[arg-type]
     shared = prepare(config, command)
     if grouped:
         mapping = to_mapping(config)
@@ -231,7 +222,7 @@ def execute_sequence(config: Config, command: str, *, folder: Path | None, resum
         record = RunRecord(
             name=str(member.folder.path.resolve().relative_to(root.resolve())), command=member_command,
             status="running", started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            group=name if grouped else None, config_hash=config_hash(mine), method=member.method.name,
+            group=config.name if grouped else None, config_hash=config_hash(mine), method=member.method.name,
             teacher=shared.teacher_name, student=config.student.name, dataset=config.data.name, seed=member.seed,
             epochs=config.epochs,
         )  # fmt: skip
