@@ -204,8 +204,9 @@ class TopKKD(SequenceMethod):
         if self.context.teacher_kind == "crf":
             chain = chain_of(teacher, mask)
         else:
-            zeros = teacher.logits.new_zeros(teacher.logits.shape[-1])
-            chain = Chain(teacher.logits.float(), zeros[:, None] * zeros, zeros, zeros, mask)
+            tags = teacher.logits.shape[-1]
+            zeros = teacher.logits.new_zeros(tags, dtype=torch.float32)
+            chain = Chain(teacher.logits.float(), zeros.new_zeros(tags, tags), zeros, zeros, mask)
         sequences, scores = k_best(chain, self.params.k)
         weights = top_k_weights(scores, self.params.weighted)
         if self.context.student_kind == "crf":

@@ -152,10 +152,10 @@ class SentenceLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.data), generator=g) if self.shuffle else torch.arange(len(self.data))
-        order = order.to(self.x.device)
+        on_device = order.to(self.x.device)
         for k in range(start, len(self)):
-            sel = order[k * self.batch_size : (k + 1) * self.batch_size]
-            n = int(self.data.lengths[sel.cpu()].max())
+            part = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            sel, n = on_device[part], int(self.data.lengths[order[part]].max())  # lengths read on the host: no sync
             x, y = self.x[sel, :n], self.y[sel, :n]
             teacher_x = None if self.teacher_x is None else self.teacher_x[sel, :n]
             yield Batch(x=x, y=y, index=sel, mask=x[..., 0] > 0, teacher_x=teacher_x)
