@@ -79,6 +79,23 @@ class OptimConfig:
     gamma: float = 0.1
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class CacheConfig:
+    """The teacher-output cache, used while ``teacher_cache`` is true. Without augmentation every image is one
+    fixed view; with it, ``views`` = K > 0 stores K augmented views per image (their parameters drawn once from
+    ``view_seed``) and training replays them, each image taking one of its K views per epoch; with ``views`` 0 an
+    augmented run has the teacher online. ``top_k`` keeps the k largest logits of each view and the rest as one
+    tail bucket; ``dir`` holds the cache files (default ``$KDLAB_CACHE`` or ``~/.cache/kdlab/teacher``)."""
+
+    views: int = 0
+    top_k: int | None = None
+    view_seed: int = 0
+    dir: str | None = None
+
+
 @dataclass
 class Config:
     name: str | None = None
@@ -96,6 +113,9 @@ class Config:
     device: str = "auto"
     independent: bool = False
     teacher_cache: bool = True
+    cache: CacheConfig = field(default_factory=lambda: CacheConfig())
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
+    compile: bool = False  # torch.compile the student (its feature taps are registered first)
     methods: list[Any] = field(default_factory=list)  # kdlab compare: names or {name: ..., option: value}
     tag_map: dict[str, str] = field(default_factory=dict)  # sequence data: rename teacher tags → student tags
 
@@ -291,6 +311,11 @@ def _named(key: str, value: Any) -> ModelSpec | MethodConfig:
 def _check_ranges(c: Config) -> None:
     checks = [
         (c.epochs >= 1, f"epochs must be ≥ 1; got {c.epochs}."),
+        (
+            c.precision in PRECISIONS,
+            f"precision={c.precision!r} is not one of {', '.join(PRECISIONS)} (auto: bf16 autocast on CUDA, fp32 on "
+            "CPU; softmax and KL always run in float32).",
+        ),
         (c.eval_every >= 1, f"eval_every must be ≥ 1; got {c.eval_every}."),
         (c.data.batch_size >= 1, f"data.batch_size must be ≥ 1; got {c.data.batch_size}."),
         (

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from kdlab import checkpoint
-from kdlab.config import OptimConfig
+from kdlab.config import PRECISIONS, OptimConfig
 from kdlab.data.loader import Batch
 from kdlab.errors import Interrupted, TrainingStopped
 from kdlab.optim import build_optimizer, build_schedule
@@ -43,14 +43,34 @@ class BatchSource(Protocol):
 
 
 TeacherSource = Callable[[Batch], ModelOutput]
+Phases = Callable[[str], contextlib.AbstractContextManager[Any]]  # name → a context that times that part of a step
 
 
 @dataclass
 class Recipe:
+    """How to train: epochs, optimiser, seed, evaluation period; ``precision`` of the forward passes
+    (``auto``: bf16 autocast on CUDA, fp32 on CPU; losses always take their softmax/KL in float32) and
+    ``compile`` the student with ``torch.compile`` (after its feature taps are registered)."""
+
     epochs: int
     optim: OptimConfig
     seed: int = 0
     eval_every: int = 1
+    precision: str = "auto"
+    compile: bool = False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: full float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _no_phase(name: str) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -134,41 +154,62 @@ class Engine:
     progress: bool = True
     label: str = "train"
     stop: _StopRequest = field(default_factory=_StopRequest)
+    phases: Phases = _no_phase  # `kdlab bench` times the parts of a step through this
 
     def __post_init__(self) -> None:
         self.device = next(self.student.parameters()).device
         self.history: list[dict[str, Any]] = []
+        self.dtype = autocast_dtype(self.recipe.precision, self.device)
+        # tensor cores want NHWC; on CPU oneDNN's backward is not reliably faster, so only on CUDA
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.student.to(memory_format=torch.channels_last)
         layers = tuple(getattr(self.method, "student_layers", ()))
-        self.taps = Taps(self.student, layers, owner="student") if layers else None
+        self.taps = Taps(self.student, layers, owner="student") if layers else None  # hooks before compile
+        self.forward: Callable[[torch.Tensor], Any] = (
+            torch.compile(self.student) if self.recipe.compile else self.student
+        )
         params = [*self.student.parameters(), *self.method.parameters()]
         self.optimizer = build_optimizer(params, self.recipe.optim)
         self.schedule = build_schedule(
             self.optimizer, self.recipe.optim, steps_per_epoch=len(self.train), epochs=self.recipe.epochs
         )
+        # fp16 needs loss scaling; its inf check reads one flag on the host per step (bf16 needs neither)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
     def request_stop(self) -> None:
         """Stop after the current step, as the first Ctrl-C does."""
         self.stop.requested = True
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with self._autocast():
-            out = self.student(batch.x)  # logits, or a ModelOutput (structured models add their potentials)
+    def step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimisation step on ``batch``; returns the summed loss and its named terms (on the device —
+        nothing here waits for the device, except fp16's loss-scale check)."""
+        x = batch.x
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.phases("student_forward"), self._autocast():
+            out = self.forward(x)  # logits, or a ModelOutput (structured models add their potentials)
             student = out if isinstance(out, ModelOutput) else ModelOutput(logits=out)
             if self.taps:
                 student.features = self.taps.collect()
-            needs_teacher = getattr(self.method, "needs_teacher", False)
+        needs_teacher = getattr(self.method, "needs_teacher", False)
+        with self.phases("teacher_forward"), self._autocast():
             teacher = self.teacher(batch) if needs_teacher and self.teacher is not None else None
+        with self.phases("loss"), self._autocast():
             terms = self.method(student, teacher, batch)
-        loss = torch.stack([t.float() for t in terms.values()]).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+        with self.phases("student_backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with self.phases("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
         return loss, terms
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
@@ -197,7 +238,7 @@ class Engine:
                     if hasattr(self.method, "start_epoch"):
                         self.method.start_epoch(epoch, self.recipe.epochs)
                     for step, batch in enumerate(self.train.epoch(epoch, start), start=start):
-                        loss, terms = self._step(batch)
+                        loss, terms = self.step(batch)
                         meter.add(terms, loss, step)
                         bar.update(1)
                         if (step + 1) % SYNC_EVERY == 0:
@@ -261,6 +302,7 @@ class Engine:
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
             "meter": meter.state(),
             "history": self.history,
@@ -274,6 +316,8 @@ class Engine:
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])

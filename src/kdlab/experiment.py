@@ -6,7 +6,7 @@ import platform
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -196,7 +196,7 @@ def run_member(
         student=student,
         method=method,
         train=shared.sources.make_train(member.seed),
-        recipe=Recipe(recipe.epochs, recipe.optim, member.seed, recipe.eval_every),
+        recipe=replace(recipe, seed=member.seed),
         state_path=member.folder.state_path,
         teacher=teacher_source,
         evaluate=(lambda: _evaluate(student, shared, "val")) if shared.sources.val is not None else None,

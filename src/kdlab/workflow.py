@@ -257,7 +257,9 @@ def _run(
             member,
             shared,
             make_student=lambda: build_model(config.student, shared.sources.info),
-            recipe=Recipe(config.epochs, config.optim, member.seed, config.eval_every),
+            recipe=Recipe(
+                config.epochs, config.optim, member.seed, config.eval_every, config.precision, config.compile
+            ),
             resume=resume,
             progress=progress,
             teacher_cache=config.teacher_cache,

@@ -137,7 +137,8 @@ def run_member(member: Member, shared: SequenceShared, *, resume: bool, progress
         method.context.table = shared.table.to(shared.device)
     engine = Engine(
         student=student, method=method, train=shared.loader(shared.train, member.seed, shuffle=True),
-        recipe=Recipe(config.epochs, config.optim, member.seed, config.eval_every), state_path=member.folder.state_path,
+        recipe=Recipe(config.epochs, config.optim, member.seed, config.eval_every, config.precision, config.compile),
+        state_path=member.folder.state_path,
         teacher=shared.teacher if method.needs_teacher else None,
         evaluate=(lambda: evaluate(student, kind, shared, shared.val)) if shared.val is not None else None,
         on_epoch=member.folder.write_metrics, progress=progress, label=member.label,
