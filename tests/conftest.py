@@ -1,6 +1,11 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# teacher-output caches of the tests go to a fresh folder, never the user's ~/.cache
+os.environ["KDLAB_CACHE"] = tempfile.mkdtemp(prefix="kdlab-test-cache-")
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -122,33 +122,6 @@ def test_learning_rate_schedules():
     )
 
 
-def test_precomputed_teacher_features_equal_online_ones():
-    from kdlab.experiment import Shared
-    from kdlab.sources import tensor_sources
-
-    torch.manual_seed(3)
-    teacher = Teacher(MODELS.get("resnet8")(num_classes=4, in_channels=1))
-    sources = tensor_sources(
-        DATA.info,
-        (DATA.train_x, DATA.train_y),
-        None,
-        None,
-        batch_size=32,
-        eval_batch_size=50,
-        augment=Augment(),
-        device=torch.device("cpu"),
-    )
-    shared = Shared(sources, torch.device("cpu"), teacher)
-    tables = shared.predictions.features("train", ("layer1", "flatten"))
-    logits = shared.predictions.table("train")
-    teacher.tap(("layer1", "flatten"))
-    batch = next(sources.make_train(0).epoch(0))
-    online = teacher(batch.x)
-    assert torch.allclose(tables["layer1"][batch.index], online.features["layer1"], atol=1e-5)
-    assert torch.allclose(tables["flatten"][batch.index], online.features["flatten"], atol=1e-5)
-    assert torch.allclose(logits[batch.index], online.logits, atol=1e-5)
-
-
 @pytest.mark.parametrize("method", ["fitnets", "crd"])
 def test_methods_with_trainable_parts_resume_bit_identically(tmp_path, method):
     def engine_for(path, init, hooks=()):

@@ -311,6 +311,11 @@ def _named(key: str, value: Any) -> ModelSpec | MethodConfig:
 def _check_ranges(c: Config) -> None:
     checks = [
         (c.epochs >= 1, f"epochs must be ≥ 1; got {c.epochs}."),
+        (c.cache.views >= 0, f"cache.views (stored views per image; 0: none) must be ≥ 0; got {c.cache.views}."),
+        (
+            c.cache.top_k is None or c.cache.top_k >= 1,
+            f"cache.top_k (logits kept per view; null: all) must be ≥ 1 or null; got {c.cache.top_k}.",
+        ),
         (
             c.precision in PRECISIONS,
             f"precision={c.precision!r} is not one of {', '.join(PRECISIONS)} (auto: bf16 autocast on CUDA, fp32 on "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,8 @@ from torch import nn
 
 from kdlab import __version__
 from kdlab.build import save_model_file
-from kdlab.config import MethodConfig, ModelSpec
+from kdlab.cache.select import teacher_source as select_teacher_source
+from kdlab.config import CacheConfig, MethodConfig, ModelSpec
 from kdlab.depths import depth_figures
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
@@ -24,7 +26,7 @@ from kdlab.interpolation import interpolate_from_teacher
 from kdlab.methods import MethodContext, build_method, params_mapping, uses_source_temperature
 from kdlab.models.depth import DepthSwitch
 from kdlab.runs import RunFolder
-from kdlab.sources import Sources, TeacherPredictions, cached_teacher, online_teacher
+from kdlab.sources import Sources, TeacherPredictions
 from kdlab.teachers import Teacher
 
 
@@ -74,6 +76,7 @@ class Shared:
     teacher_name: str | None = None
     predictions: TeacherPredictions | None = None
     teacher_test: dict[str, float] | None = field(default=None)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # the teacher-output cache's settings
 
     def __post_init__(self) -> None:
         if self.teacher is not None:
@@ -190,8 +193,19 @@ def run_member(
     teacher_source = None
     if shared.teacher is not None:
         shared.teacher.tap(method.teacher_layers)
+    source_description = None
     if shared.teacher is not None and method.needs_teacher:
-        teacher_source = _teacher_source(method, shared, teacher_cache)
+        teacher_source, source_description = select_teacher_source(
+            method,
+            shared.teacher,
+            shared.teacher_name or "teacher",
+            shared.sources,
+            shared.cache,
+            enabled=teacher_cache,
+            precision=recipe.precision,
+            device=shared.device,
+            log=(lambda message: print(message, file=sys.stderr)) if progress else (lambda message: None),
+        )
     engine = Engine(
         student=student,
         method=method,
@@ -248,6 +262,7 @@ def run_member(
         # training time accumulates over resumes; add this process's set-up and final evaluation
         "wall_time_s": round(training_time + (fit_started - started) + (time.perf_counter() - fit_ended), 2),
         "train_time_s": training_time,
+        **({"teacher_source": source_description} if source_description else {}),
         "versions": versions(),
         **(extra or {}),
     }
@@ -258,15 +273,3 @@ def run_member(
     save_model_file(member.folder.model_path, student, spec, info, metrics)
     member.folder.write_summary(summary)
     return student, summary
-
-
-def _teacher_source(method: nn.Module, shared: Shared, teacher_cache: bool) -> Callable[[Any], Any]:
-    """Teacher outputs looked up for fixed views (no augmentation) when they fit in memory, else online."""
-    assert shared.teacher is not None and shared.predictions is not None
-    if teacher_cache and shared.sources.fixed_views and not getattr(method, "needs_member_logits", False):
-        logits = shared.predictions.table("train")
-        features = shared.predictions.features("train", tuple(method.teacher_layers)) if method.teacher_layers else {}
-        shared.teacher.tap(method.teacher_layers)  # computing tables may have re-tapped the teacher
-        if logits is not None and features is not None:
-            return cached_teacher(logits, features)
-    return online_teacher(shared.teacher)

@@ -15,11 +15,10 @@ from kdlab.config import DataConfig
 from kdlab.data import load_dataset, stratified_split, stratified_subset
 from kdlab.data.base import DataInfo
 from kdlab.data.distillation import ExtraSource, conform, per_example_temperature, unlabel_all_but
-from kdlab.data.loader import Augment, Batch, TensorLoader
+from kdlab.data.loader import Augment, Batch, TensorLoader, ViewBank
 from kdlab.engine import BatchSource
 from kdlab.errors import ConfigError
-from kdlab.evaluation import autocast_for, predict_all
-from kdlab.methods.layers import feature_shapes
+from kdlab.evaluation import predict_all
 from kdlab.outputs import ModelOutput
 from kdlab.teachers import Teacher
 
@@ -36,6 +35,8 @@ class Sources:
     fixed_views: bool  # True when a sample index names the same pixels in every epoch (no augmentation)
     num_train: int = 0  # training examples (memory banks index them)
     source_temperatures: bool = False  # some training examples carry their own distillation τ
+    views: ViewBank | None = None  # stored augmented views that training replays (cache.views)
+    teacher_loader: Callable[[], TensorLoader] | None = None  # every training image once per view, in index order
 
     def split(self, name: str) -> BatchSource | None:
         return {"train": self.train_eval, "val": self.val, "test": self.test}[name]
@@ -52,11 +53,20 @@ def tensor_sources(
     augment: Augment,
     device: torch.device,
     temperature: torch.Tensor | None = None,
+    views: int = 0,
+    view_seed: int = 0,
 ) -> Sources:
     """Sources over in-memory tensors, all of them resident on ``device``; ``temperature`` ``[N]`` is the
-    per-example distillation τ of the training images (NaN: the method's)."""
+    per-example distillation τ of the training images (NaN: the method's). With augmentation, ``views`` = K > 0
+    draws K views of every image from ``view_seed`` and training replays them (see :class:`ViewBank`)."""
     x, y = train[0].to(device), train[1].to(device)
     tau = None if temperature is None else temperature.to(device)
+    bank = None
+    if views > 0 and augment.active:
+        try:
+            bank = ViewBank.draw(x, augment, views, view_seed)
+        except ValueError as exc:
+            raise ConfigError(f"cache.views={views}: {exc}.") from None
 
     def fixed(split: Split | None) -> TensorLoader | None:
         return None if split is None else TensorLoader(*split, eval_batch_size, device=device)
@@ -64,7 +74,7 @@ def tensor_sources(
     return Sources(
         info=info,
         make_train=lambda seed: TensorLoader(
-            x, y, batch_size, device=device, shuffle=True, augment=augment, seed=seed, temperature=tau
+            x, y, batch_size, device=device, shuffle=True, augment=augment, seed=seed, temperature=tau, views=bank
         ),
         train_eval=fixed((x, y)),
         val=fixed(val),
@@ -72,12 +82,15 @@ def tensor_sources(
         fixed_views=not augment.active,
         num_train=len(x),
         source_temperatures=temperature is not None,
+        views=bank,
+        teacher_loader=lambda: TensorLoader(x, y, eval_batch_size, device=device, augment=augment, views=bank),
     )
 
 
-def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
+def config_sources(cfg: DataConfig, device: torch.device, views: int = 0, view_seed: int = 0) -> Sources:
     """Load the configured data set and split it: train/val from the training set by ``split_seed``
-    (the test split is never used for any choice), optional stratified subsets."""
+    (the test split is never used for any choice), optional stratified subsets; ``views``: see
+    :func:`tensor_sources`."""
     data = load_dataset(cfg.name, **cfg.options)
     train_x, train_y, val = data.train_x, data.train_y, None
     if cfg.val_fraction > 0:
@@ -113,6 +126,8 @@ def config_sources(cfg: DataConfig, device: torch.device) -> Sources:
         augment=cfg.augment,
         device=device,
         temperature=per_example_temperature(sizes, temperatures),
+        views=views,
+        view_seed=view_seed,
     )
 
 
@@ -127,58 +142,21 @@ def extra_images(extra: ExtraSource, info: DataInfo, where: str) -> torch.Tensor
     return conform(images, info.in_channels, info.image_size)
 
 
-CACHE_BUDGET_BYTES = 4 << 30  # teacher features kept in memory for fixed views, at most
-
-
 class TeacherPredictions:
-    """The frozen teacher's logits (and tapped features) on each fixed split, computed once and shared by
-    every run; features only while they fit in :data:`CACHE_BUDGET_BYTES`."""
+    """The frozen teacher's logits on each fixed split (for evaluation), computed once and shared by every run."""
 
     def __init__(self, teacher: Teacher, sources: Sources, device: torch.device) -> None:
         self.teacher, self.sources, self.device = teacher, sources, device
         self._logits: dict[str, torch.Tensor] = {}
-        self._features: dict[tuple[str, str], torch.Tensor] = {}
-
-    def _fixed(self, split: str) -> TensorLoader | None:
-        source = self.sources.split(split)
-        return source if isinstance(source, TensorLoader) else None
 
     def table(self, split: str) -> torch.Tensor | None:
         """Logits ``[N, c]`` indexed by sample index, or None when the split has no fixed order."""
-        source = self._fixed(split)
-        if source is None:
+        source = self.sources.split(split)
+        if not isinstance(source, TensorLoader):
             return None
         if split not in self._logits:
             self._logits[split] = self._predict(source, lambda b: self.teacher(b.x).logits)
         return self._logits[split]
-
-    def features(self, split: str, layers: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
-        """Tapped outputs ``{layer: [N, ...]}`` indexed by sample index, or None when the split has no fixed
-        order or they would not fit in the memory budget (then the teacher runs online)."""
-        source = self._fixed(split)
-        missing = [layer for layer in layers if (split, layer) not in self._features]
-        if source is None:
-            return None
-        if missing:
-            shapes = feature_shapes(self.teacher.members[0], missing, tuple(source.x.shape[1:]), owner="teacher")
-            new = sum(len(source.x) * shape.numel() * 4 for shape in shapes.values())
-            if new + self._held(keep=layers) > CACHE_BUDGET_BYTES:
-                return None
-            if new + self._held() > CACHE_BUDGET_BYTES:  # make room: drop tables this method does not use
-                self._features = {k: v for k, v in self._features.items() if k[1] in layers}
-            self.teacher.tap(tuple(missing))
-            tables: dict[str, torch.Tensor] = {}
-            with torch.no_grad(), autocast_for(self.device):
-                for batch in source.epoch(0):  # one teacher pass fills every missing table
-                    for layer, value in self.teacher(batch.x).features.items():
-                        if layer not in tables:
-                            tables[layer] = torch.empty(len(source.x), *value.shape[1:], device=self.device)
-                        tables[layer][batch.index] = value.float()
-            self._features.update({(split, layer): table for layer, table in tables.items()})
-        return {layer: self._features[(split, layer)] for layer in layers}
-
-    def _held(self, keep: tuple[str, ...] | None = None) -> int:
-        return sum(t.numel() * t.element_size() for k, t in self._features.items() if keep is None or k[1] in keep)
 
     def _predict(self, source: TensorLoader, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:
         out, _, index = predict_all({"t": fn}, source.epoch(0), self.device)

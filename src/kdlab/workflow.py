@@ -167,7 +167,8 @@ def execute(
     config, folder, root, grouped, members = layout(config, command, folder, resume)
     # read the data and the teacher before any folder is made: a failed start leaves nothing behind
     device = resolve_device(config.device)
-    sources = config_sources(config.data, device)
+    views = config.cache.views if config.teacher_cache and command != "train" else 0
+    sources = config_sources(config.data, device, views, config.cache.view_seed)
     teacher = control = None
     if command != "train":
         teacher = Teacher(teacher_members(config.teacher, sources.info))
@@ -183,9 +184,11 @@ def execute(
             {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in members
         ]
         group.write_group({"command": command, "members": members_record})
-    shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None)
+    shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None, cache=config.cache)
     control_shared = (
-        None if control is None else Shared(sources, device, control, ", ".join(map(str, config.control_teacher)))
+        None
+        if control is None
+        else Shared(sources, device, control, ", ".join(map(str, config.control_teacher)), cache=config.cache)
     )
     index = RunIndex(root)
     summaries: dict[str, list[dict[str, Any]]] = {}

@@ -84,6 +84,7 @@ class Batch:
     mix_perm: torch.Tensor | None = None
     mix_lambda: float | None = None
     temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
+    view: torch.Tensor | None = None  # [B] which stored view of each image this is (view replay), else None
     mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
     teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary, when it has its own
 
@@ -113,6 +114,45 @@ class EpochPlan:
     centres: list[tuple[float, float]] | None = None  # cutmix box centres
     noisy: torch.Tensor | None = None
     noise_seed: int = 0
+    views: torch.Tensor | None = None  # per-example view number, when the views are replayed from a ViewBank
+
+
+_PER_SAMPLE = ("offsets", "flips", "vflips", "angles", "brightness", "contrast")
+
+
+@dataclass
+class ViewBank:
+    """K augmented views of every image, fixed once: ``plans[k]`` holds view k's per-sample parameters (crop
+    offsets, flips, angle, jitter factors). Training replays them — each image shows one of its K views per
+    epoch — so a sample index plus a view number always names the same pixels, and a teacher's outputs can be
+    stored per (sample, view). Batch-level draws (mixup, cutmix, noise) pair images of one batch, so they
+    cannot be stored per image and are refused."""
+
+    plans: list[EpochPlan]
+
+    @classmethod
+    def draw(cls, x: torch.Tensor, augment: Augment, views: int, seed: int) -> ViewBank:
+        if augment.mixup > 0 or augment.cutmix > 0 or augment.noise > 0:
+            raise ValueError(
+                f"stored views need per-image augmentation; mixup={augment.mixup}, cutmix={augment.cutmix} and "
+                f"noise={augment.noise} mix or replace images within a batch (set them to 0, or use views=0)"
+            )
+        drawer = TensorLoader(x, x.new_zeros(len(x)), 1, device=x.device, augment=augment, seed=seed)
+        return cls([drawer.plan(k) for k in range(views)])
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def select(self, order: torch.Tensor, views: torch.Tensor) -> EpochPlan:
+        """An epoch plan visiting samples in ``order`` where sample i shows its view ``views[i]``."""
+        stacked = {
+            name: torch.stack([getattr(p, name) for p in self.plans])
+            for name in _PER_SAMPLE
+            if getattr(self.plans[0], name) is not None
+        }
+        n = torch.arange(len(views), device=views.device)
+        chosen = {name: table.to(views.device)[views, n] for name, table in stacked.items()}
+        return EpochPlan(order=order, lambdas=[], perms=None, **{k: chosen.get(k) for k in _PER_SAMPLE}, views=views)
 
 
 class TensorLoader:
@@ -134,9 +174,11 @@ class TensorLoader:
         seed: int = 0,
         drop_last: bool = False,
         temperature: torch.Tensor | None = None,
+        views: ViewBank | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+        self.views = views
         self.x, self.y = x.to(device), y.to(device)
         self.temperature = None if temperature is None else temperature.to(device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
@@ -148,10 +190,14 @@ class TensorLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def plan(self, epoch: int) -> EpochPlan:
-        """Every random draw of ``epoch``, made at once from a generator seeded by (seed, epoch)."""
+        """Every random draw of ``epoch``, made at once from a generator seeded by (seed, epoch); with stored
+        views, the order and each image's view number."""
         n, aug = len(self.x), self.augment
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        if self.views is not None:
+            chosen = torch.randint(len(self.views), (n,), generator=g)
+            return self.views.select(order.to(self.device), chosen.to(self.device))
         offsets = torch.randint(0, 2 * aug.crop + 1, (n, 2), generator=g) if aug.crop else None
         flips = torch.rand(n, generator=g) < 0.5 if aug.flip else None
         lambdas, perms = [], None
@@ -199,7 +245,18 @@ class TensorLoader:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` from batch number ``start`` on."""
-        plan, bs = self.plan(epoch), self.batch_size
+        return self.batches(self.plan(epoch), start)
+
+    def view_batches(self, view: int) -> Iterator[Batch]:
+        """Every image, in index order, showing its stored view number ``view``."""
+        assert self.views is not None, "view_batches needs stored views"
+        n = len(self.x)
+        order = torch.arange(n, device=self.device)
+        return self.batches(self.views.select(order, torch.full((n,), view, device=self.device)))
+
+    def batches(self, plan: EpochPlan, start: int = 0) -> Iterator[Batch]:
+        """The batches that ``plan`` describes, from batch number ``start`` on."""
+        bs = self.batch_size
         for k in range(start, len(self)):
             sel = plan.order[k * bs : (k + 1) * bs]
             x = to_float(self.x[sel])
@@ -213,7 +270,7 @@ class TensorLoader:
                 x = rotate(x, plan.angles[sel])
             if plan.brightness is not None and plan.contrast is not None:
                 x = jitter(x, plan.brightness[sel], plan.contrast[sel])
-            batch = Batch(x=x, y=self.y[sel], index=sel)
+            batch = Batch(x=x, y=self.y[sel], index=sel, view=None if plan.views is None else plan.views[sel])
             if self.temperature is not None:
                 batch.temperature = self.temperature[sel]
             if plan.perms is not None:
