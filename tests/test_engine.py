@@ -1,5 +1,6 @@
 import itertools
 import math
+import shutil
 
 import pytest
 import torch
@@ -154,3 +155,44 @@ def test_methods_with_trainable_parts_resume_bit_identically(tmp_path, method):
     for mine, theirs in ((whole.student, resumed.student), (whole.method, resumed.method)):
         for key, value in mine.state_dict().items():
             assert torch.equal(value, theirs.state_dict()[key]), key
+
+
+def _fitnets_engine(path, **recipe):
+    torch.manual_seed(0)
+    teacher = Teacher(MODELS.get("cnn")(num_classes=4, in_channels=1, width=4))
+    torch.manual_seed(1)
+    student = MODELS.get("cnn")(num_classes=4, in_channels=1, width=4)
+    layers = {"student_layers": ["stage2"], "teacher_layers": ["stage2"]}
+    method = build_method("fitnets", layers, MethodContext(student, teacher, 4, input_shape=(1, 8, 8)))
+    teacher.tap(method.teacher_layers)
+    return Engine(
+        student=student,
+        method=method,
+        train=TensorLoader(DATA.train_x, DATA.train_y, 32),
+        teacher=online_teacher(teacher),
+        recipe=Recipe(1, OptimConfig(lr=0.1), 0, **recipe),
+        state_path=path / "state.pt",
+        progress=False,
+    )
+
+
+def test_bf16_autocast_keeps_every_loss_term_in_float32(tmp_path):
+    engine = _fitnets_engine(tmp_path, precision="bf16")
+    reference = _fitnets_engine(tmp_path, precision="fp32")
+    batch = next(engine.train.epoch(0))
+    _, terms = engine.step(batch)
+    _, exact = reference.step(batch)
+    assert all(t.dtype == torch.float32 for t in terms.values())
+    for name in exact:  # bf16 forward passes, float32 losses: close to the float32 run, not equal
+        assert 0 < abs(terms[name].item() - exact[name].item()) < 0.05 * abs(exact[name].item())
+
+
+@pytest.mark.skipif(not shutil.which("cc"), reason="torch.compile (inductor) needs a C compiler on CPU")
+def test_compiled_student_keeps_its_feature_taps_and_its_losses(tmp_path):
+    eager, compiled = _fitnets_engine(tmp_path / "a"), _fitnets_engine(tmp_path / "b", compile=True)
+    for batch in itertools.islice(eager.train.epoch(0), 2):
+        _, a = eager.step(batch)
+        _, b = compiled.step(batch)
+        assert set(a) == set(b) == {"fitnets", "ce"}  # the hint term needs the tapped stage2 features
+        for name in a:
+            assert torch.allclose(a[name], b[name], rtol=1e-4), name
