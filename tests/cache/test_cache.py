@@ -279,3 +279,32 @@ def test_runs_with_the_same_teacher_and_views_share_one_cache(tmp_path, syntheti
     capsys.readouterr()
     assert main(["distill", *common, "name=c", "cache.views=-1"]) == 2
     assert "cache.views" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists only with a CUDA device")
+def test_a_cached_kd_step_never_waits_for_the_device(tmp_path):
+    device = torch.device("cuda")
+    teacher = make_teacher().to(device)
+    sources = tensor_sources(
+        DATA.info, (DATA.train_x, DATA.train_y), None, None, batch_size=16, eval_batch_size=40,
+        augment=AUGMENT, device=device, views=2,
+    )  # fmt: skip
+    student, method = kd_method(teacher)
+    student, method = student.to(device), method.to(device)
+    source, _ = teacher_source(
+        method, teacher, "t", sources, CacheConfig(dir=str(tmp_path)), enabled=True, precision="auto",
+        device=device, log=lambda m: None,
+    )  # fmt: skip
+    engine = Engine(
+        student=student, method=method, train=sources.make_train(0), teacher=source,
+        recipe=Recipe(1, OptimConfig(lr=0.1), 0), state_path=tmp_path / "state.pt", progress=False,
+    )  # fmt: skip
+    batches = list(sources.make_train(0).epoch(0))
+    engine.step(batches[0])  # warm-up: lazy CUDA initialisation may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches[1:]:
+            engine.step(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
