@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from kdlab import distributed
 from kdlab.build import build_model, check_models, check_teacher, teacher_members
 from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig, build_augment
 from kdlab.data.loader import Augment
@@ -97,6 +98,12 @@ def distill(
     ``temperature=4``, ``alpha=0.1``; feature methods take ``student_layers``/``teacher_layers``,
     module paths). Writes ``runs_dir/name`` and returns the trained student with its metrics.
     """
+    if distributed.launched():
+        raise ConfigError(
+            "kdlab.distill and kdlab.train train in one process, but this one was started by torchrun with "
+            f"{distributed.world_size()}. For data-parallel training use the command: torchrun ... -m kdlab distill "
+            "(your own model as student=package.module:callable); or run this script with plain python."
+        )
     dev = resolve_device(device)
     params = method_params(method, hyper_parameters)
     if teacher is None and needs_teacher(method):

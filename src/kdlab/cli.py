@@ -6,6 +6,7 @@ User mistakes exit with code 2 and one paragraph on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,18 @@ if TYPE_CHECKING:  # the CLI imports the library lazily, so that `kdlab --help` 
 
 MAIN_PRESET = "fashion_mnist_kd"
 COMPARE_PRESET = "fashion_mnist_compare"
+TORCHRUN_COMMANDS = ("train", "distill", "compare", "resume")  # the ones that train data-parallel under torchrun
+
+
+def _torchrun() -> bool:
+    """Launched by torchrun with several processes (read from the environment: kdlab.distributed imports torch,
+    which `kdlab --help` should not wait for)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _main_process() -> bool:
+    """Rank 0 under torchrun (the process that prints results), else True."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _preset(source: str | None, overrides: Sequence[str], preset: str) -> str | None:
@@ -40,7 +53,7 @@ def _split(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _announce(c: Config, command: str, quiet: bool) -> None:
-    if quiet:
+    if quiet or not _main_process():
         return
     teacher = f" · teacher {', '.join(map(str, c.teacher))}" if c.teacher else ""
     options = ", ".join(f"{k}={v}" for k, v in c.student.options.items())
@@ -58,6 +71,8 @@ def _announce(c: Config, command: str, quiet: bool) -> None:
 
 
 def _report(outcome: Outcome) -> None:
+    if not _main_process():
+        return
     print(outcome.table)
     print(f"\nwall time {outcome.wall_time_s:.1f} s · results in {outcome.folder}")
 
@@ -91,6 +106,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if is_sequence_data(config.data.name):  # taggers/parsers: the table (also in the group's summary.json)
         _report(outcome)
+        return 0
+    if not _main_process():  # the files and the table are rank 0's to write
         return 0
     print(compare.write(outcome.folder, outcome.summaries, config))
     print(f"\nwall time {outcome.wall_time_s:.1f} s · compare.json, compare.md, compare.png in {outcome.folder}")
@@ -158,7 +175,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = cfg.resolve(folder.read_config())
     _announce(config, f"resume {command}", args.quiet)
     outcome = execute(config, command, folder=folder.path, resume=True, progress=not args.quiet)
-    if command == "compare":
+    if command == "compare" and _main_process():
         from kdlab import compare
 
         print(compare.write(outcome.folder, outcome.summaries, config))
@@ -317,6 +334,41 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kdlab import bench
+    from kdlab.experiment import resolve_device
+    from kdlab.table import format_table
+
+    if args.list:
+        rows = [
+            [p.name, p.teacher_name, p.student_name, p.data_label, f"{p.train_size:,}", p.batch_size]
+            for p in bench.PAIRS.values()
+        ]
+        print(format_table(["pair", "teacher", "student", "data", "epoch images", "batch"], rows))
+        return 0
+    pairs = [bench.get_pair(name) for name in args.pairs]
+    given = {"modes": args.modes and tuple(args.modes), "peak_tflops": args.peak_tflops}
+    settings = bench.Settings(
+        device=resolve_device(args.device),
+        batch_size=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        epochs=args.epochs,
+        precision=args.precision,
+        compile=args.compile,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    settings.check()
+    pairs = pairs or bench.default_pairs(settings.device)
+    print(f"kdlab bench: {', '.join(p.name for p in pairs)} on {settings.device}", file=sys.stderr)
+    result = bench.run_bench(pairs, settings, log=lambda line: print(f"  {line}", file=sys.stderr))
+    print(bench.text(result))
+    if args.out:
+        bench.write_result(Path(args.out), result)
+        print(f"\nresults in {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdlab", description="Knowledge distillation that measures fidelity.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -385,6 +437,46 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None, help="data set whose image shape to use (zoo models; default 3x32x32)")
     s.add_argument("--only", default=None, help="comma-separated layer names to check and show")
     s.set_defaults(fn=cmd_layers)
+    s = sub.add_parser("bench", help="images/s and the split of a step: kdlab vs a classic KD loop, same pair")
+    s.add_argument(
+        "pairs",
+        nargs="*",
+        metavar="PAIR",
+        help="pairs to bench (--list; default: all on a GPU, the Fashion-MNIST pairs on a CPU)",
+    )
+    s.add_argument("--list", action="store_true", help="list the pairs and exit")
+    s.add_argument("--batch", type=int, default=None, help="batch size (default: each pair's own)")
+    s.add_argument(
+        "--steps",
+        type=int,
+        default=50,
+        help="timed steps when not timing whole epochs, and the steps of the per-phase split (default 50)",
+    )
+    s.add_argument("--warmup", type=int, default=5, help="untimed steps before each measurement (default 5)")
+    s.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="time N whole epochs (0: --steps steps; default: "
+        "1 epoch for Fashion-MNIST pairs, --steps for CIFAR pairs)",
+    )
+    s.add_argument("--modes", nargs="+", default=None, help="any of student, online, cached, reference (default: all)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    s.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="GPU peak for MFU in TFLOP/s (default 989: H100 SXM dense bf16)",
+    )
+    s.add_argument(
+        "--precision",
+        default="auto",
+        help="the kdlab modes' precision: auto (default: bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16; "
+        "the reference is always fp32",
+    )
+    s.add_argument("--compile", action="store_true", help="torch.compile the student in the kdlab modes")
+    s.add_argument("--out", default=None, help="also write the figures and the machine description as JSON")
+    s.set_defaults(fn=cmd_bench)
     s = sub.add_parser("list", help="registered models, data sets, methods and pretrained teachers")
     s.add_argument("kind", nargs="?", choices=["models", "datasets", "methods", "pretrained", "sequence"])
     s.set_defaults(fn=cmd_list)
@@ -400,19 +492,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.items += extra
     try:
+        if _torchrun() and args.command not in TORCHRUN_COMMANDS:
+            raise ConfigError(
+                f"kdlab {args.command} runs in one process; torchrun launches only kdlab "
+                f"{', '.join(TORCHRUN_COMMANDS)}. Run kdlab {args.command} without torchrun."
+            )
         return args.fn(args)
     except Interrupted as exc:
-        print(f"kdlab: {exc}", file=sys.stderr)
+        _error(str(exc), exc)
         return exc.exit_code
     except KdlabError as exc:
-        print(f"kdlab: error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}", exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(
-            "kdlab: interrupted. Completed epochs are checkpointed; continue with `kdlab resume RUN_FOLDER`.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:
+        _error("interrupted. Completed epochs are checkpointed; continue with `kdlab resume RUN_FOLDER`.", exc)
         return 130
+    finally:
+        if _torchrun():
+            from kdlab import distributed
+
+            distributed.shutdown()
+
+
+def _error(message: str, exc: BaseException) -> None:
+    """One paragraph on stderr. Under torchrun rank 0 reports; another rank only an error of its own, tagged
+    with its rank (see :func:`kdlab.distributed.shared_error`)."""
+    if not _torchrun():
+        print(f"kdlab: {message}", file=sys.stderr)
+        return
+    from kdlab import distributed
+
+    shared = distributed.shared_error(exc)
+    if distributed.is_main():
+        print(f"kdlab: {message}", file=sys.stderr, flush=True)
+    elif not shared and not isinstance(exc, KeyboardInterrupt):
+        print(f"kdlab (rank {distributed.rank()}): {message}", file=sys.stderr)
+    if shared:
+        distributed.settle()
 
 
 if __name__ == "__main__":

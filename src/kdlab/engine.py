@@ -8,6 +8,12 @@ Nothing is lost: a checkpoint is written atomically after every epoch; the first
 the current step, saves the exact mid-epoch state and stops; a resumed run replays the same batches
 (see :class:`kdlab.data.loader.TensorLoader`) and, on CPU, ends with bit-identical weights. A
 non-finite loss stops the run and keeps the last good checkpoint.
+
+Under ``torchrun`` (:mod:`kdlab.distributed`) the student is wrapped in DistributedDataParallel — the teacher never —
+and each process trains on its piece of every global batch, its loss weighted so that the averaged gradient is the
+one-process gradient; the method's trainable parts (regressors, embeddings) have their gradients averaged by one
+flat all-reduce after the backward pass (they are small, and DDP would also broadcast their buffers every step,
+e.g. CRD's memory banks). The meter is summed over the processes when it is read; rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kdlab import checkpoint
+from kdlab import checkpoint, distributed
 from kdlab.config import PRECISIONS, OptimConfig
 from kdlab.data.loader import Batch
-from kdlab.errors import Interrupted, TrainingStopped
+from kdlab.errors import ConfigError, Interrupted, TrainingStopped
+from kdlab.meter import Meter
 from kdlab.optim import build_optimizer, build_schedule
 from kdlab.outputs import ModelOutput
 from kdlab.taps import Taps
@@ -73,47 +80,6 @@ def _no_phase(name: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-@dataclass
-class Meter:
-    """Running sums of the loss terms, kept on the device; ``first_bad`` is the first non-finite step."""
-
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    steps: int = 0
-    first_bad: torch.Tensor | None = None
-
-    def add(self, terms: dict[str, torch.Tensor], loss: torch.Tensor, step: int) -> None:
-        for name, value in {"loss": loss, **terms}.items():
-            value = value.detach().float()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-        bad = ~torch.isfinite(loss.detach())
-        first = self.first_bad if self.first_bad is not None else torch.full_like(loss, -1, dtype=torch.long)
-        self.first_bad = torch.where(bad & (first < 0), torch.full_like(first, step), first)
-        self.steps += 1
-
-    def reset(self) -> None:
-        self.sums, self.steps, self.first_bad = {}, 0, None
-
-    def read(self) -> tuple[dict[str, float], int]:
-        """Mean of every term since the last reset and the first bad step (−1: none) — one host sync."""
-        if not self.steps:
-            return {}, -1
-        values = torch.stack([*self.sums.values(), self.first_bad.float()]).cpu().tolist()
-        means = {k: v / self.steps for k, v in zip(self.sums, values[:-1], strict=True)}
-        return means, int(values[-1])
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "sums": {k: v.cpu() for k, v in self.sums.items()},
-            "steps": self.steps,
-            "first_bad": None if self.first_bad is None else self.first_bad.cpu(),
-        }
-
-    def load(self, state: dict[str, Any], device: torch.device) -> None:
-        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
-        self.steps = state["steps"]
-        self.first_bad = None if state["first_bad"] is None else state["first_bad"].to(device)
-
-
 class _StopRequest:
     """Turns the first Ctrl-C into a request to stop after the current step (a second one aborts)."""
 
@@ -140,7 +106,8 @@ class _StopRequest:
 
 @dataclass
 class Engine:
-    """Trains ``student`` with ``method`` on ``train`` batches; see the module docstring."""
+    """Trains ``student`` with ``method`` on ``train`` batches; see the module docstring. ``on_epoch`` (which
+    writes the metrics) and the progress bar run on rank 0 only."""
 
     student: nn.Module
     method: nn.Module
@@ -166,9 +133,13 @@ class Engine:
             self.student.to(memory_format=torch.channels_last)
         layers = tuple(getattr(self.method, "student_layers", ()))
         self.taps = Taps(self.student, layers, owner="student") if layers else None  # hooks before compile
-        self.forward: Callable[[torch.Tensor], Any] = (
-            torch.compile(self.student) if self.recipe.compile else self.student
-        )
+        self.world = distributed.world_size()
+        if self.world > 1:
+            self.train = self._shard(self.train)
+            distributed.broadcast_module(self.method)  # DDP does this for the student
+        model = distributed.parallel(self.student)  # the student itself in one process
+        # torch's advice for DDP: compile the wrapped module (its optimizer splits graphs at the gradient buckets)
+        self.forward: Callable[[torch.Tensor], Any] = torch.compile(model) if self.recipe.compile else model
         params = [*self.student.parameters(), *self.method.parameters()]
         self.optimizer = build_optimizer(params, self.recipe.optim)
         self.schedule = build_schedule(
@@ -176,6 +147,21 @@ class Engine:
         )
         # fp16 needs loss scaling; its inf check reads one flag on the host per step (bf16 needs neither)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    @staticmethod
+    def _shard(train: BatchSource) -> BatchSource:
+        shard = getattr(train, "shard", None)
+        if shard is None:
+            raise ConfigError(
+                f"The training batches ({type(train).__name__}) cannot be split across processes; torchrun runs "
+                "train on in-memory image data (TensorLoader). Launch this run as one process."
+            )
+        return shard(distributed.rank(), distributed.world_size())
+
+    def _weight(self, batch: Batch) -> float:
+        """The factor on this process's loss (1 in one process); see :func:`kdlab.distributed.loss_weight`."""
+        size = getattr(batch, "global_size", None)
+        return 1.0 if size is None else distributed.loss_weight(len(batch), size, self.world)
 
     def request_stop(self) -> None:
         """Stop after the current step, as the first Ctrl-C does."""
@@ -192,6 +178,10 @@ class Engine:
         x = batch.x
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        elif self.world > 1 and x.dim() == 4 and x.stride(1) != x.shape[2] * x.shape[3]:
+            # cropped batches come channels-last strided (even 1-channel ones, which count as contiguous); the conv
+            # weight gradients would then not match the layout of DDP's buckets
+            x = x.clone(memory_format=torch.contiguous_format)
         with self.phases("student_forward"), self._autocast():
             out = self.forward(x)  # logits, or a ModelOutput (structured models add their potentials)
             student = out if isinstance(out, ModelOutput) else ModelOutput(logits=out)
@@ -205,7 +195,9 @@ class Engine:
             loss = torch.stack([t.float() for t in terms.values()]).sum()
         with self.phases("student_backward"):
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            weight = self._weight(batch)
+            self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
+            distributed.average_gradients(self.method.parameters())  # DDP has averaged the student's
         with self.phases("optimizer"):
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -215,17 +207,17 @@ class Engine:
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``recipe.epochs``; with ``resume``, continue from the saved state if there is one."""
         epoch, start, elapsed, meter = 0, 0, 0.0, Meter()
-        if resume and Path(self.state_path).is_file():
+        if resume and distributed.broadcast_object(Path(self.state_path).is_file()):  # rank 0's view decides
             epoch, start, elapsed = self._restore(meter)
-        else:
-            torch.manual_seed(self.recipe.seed)
+        else:  # one stream per process (dropout masks, method draws); rank 0's is the one-process stream
+            torch.manual_seed(self.recipe.seed + distributed.rank())
         steps, total = len(self.train), self.recipe.epochs * len(self.train)
         bar = tqdm(
             total=total,
             initial=epoch * steps + start,
             desc=self.label,
             unit="step",
-            disable=not self.progress,
+            disable=not (self.progress and distributed.is_main()),
             dynamic_ncols=True,
             leave=True,
         )
@@ -239,7 +231,7 @@ class Engine:
                         self.method.start_epoch(epoch, self.recipe.epochs)
                     for step, batch in enumerate(self.train.epoch(epoch, start), start=start):
                         loss, terms = self.step(batch)
-                        meter.add(terms, loss, step)
+                        meter.add(terms, loss, step, self._weight(batch))
                         bar.update(1)
                         if (step + 1) % SYNC_EVERY == 0:
                             means, bad = meter.read()
@@ -247,7 +239,7 @@ class Engine:
                             bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4f}")
                         for hook in self.hooks:
                             hook(self, epoch, step)
-                        if self.stop.requested:
+                        if self._stopping(step):
                             self._save(epoch, step + 1, meter, time.perf_counter() - began)
                             raise Interrupted(
                                 f"Interrupted at epoch {epoch + 1}, step {step + 1}; the state is saved in "
@@ -258,6 +250,13 @@ class Engine:
         finally:
             bar.close()
         return self.history
+
+    def _stopping(self, step: int) -> bool:
+        """Whether to stop after ``step``. Under torchrun every rank must stop at the same step, so a request is
+        shared at the meter's sync points (every SYNC_EVERY steps) rather than costing a host sync per step."""
+        if self.world == 1:
+            return self.stop.requested
+        return (step + 1) % SYNC_EVERY == 0 and distributed.any_rank(self.stop.requested)
 
     def _end_epoch(self, epoch: int, meter: Meter, elapsed: float, bar: tqdm) -> None:
         means, bad = meter.read()
@@ -276,7 +275,7 @@ class Engine:
                 **{k: f"{v:.4f}" for k, v in record["val"].items() if k in ("accuracy", "agreement")},
             )
         self.history.append(record)
-        if self.on_epoch:
+        if self.on_epoch and distributed.is_main():
             self.on_epoch(self.history)
         self._save(epoch + 1, 0, Meter(), elapsed)
         meter.reset()
@@ -291,7 +290,17 @@ class Engine:
             "Lower optim.lr, check the inputs for NaN, or use a smaller temperature."
         )
 
+    def _rng(self) -> dict[str, torch.Tensor | None]:
+        cuda = self.device.type == "cuda"
+        return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(self.device) if cuda else None}
+
     def _save(self, epoch: int, step: int, meter: Meter, elapsed: float) -> None:
+        """Checkpoint the run; under torchrun every rank calls it (the meter and the random states are gathered)
+        and rank 0 writes."""
+        meter_state = meter.state()
+        ranks_rng = distributed.all_gather_object(self._rng()) if self.world > 1 else None
+        if not distributed.is_main():
+            return
         state = {
             "format": "kdlab-state",
             "version": 1,
@@ -304,9 +313,10 @@ class Engine:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
-            "meter": meter.state(),
+            "meter": meter_state,
             "history": self.history,
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            **({"rank_rng": ranks_rng} if ranks_rng else {}),  # each process's own streams
         }
         checkpoint.save(state, Path(self.state_path))
 
@@ -321,6 +331,11 @@ class Engine:
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        mine = state.get("rank_rng") or []
+        if self.world > 1 and len(mine) == self.world:  # the same number of processes: each resumes its streams
+            torch.set_rng_state(mine[distributed.rank()]["cpu"])
+            if mine[distributed.rank()]["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine[distributed.rank()]["cuda"], self.device)
         meter.load(state["meter"], self.device)
         self.history = list(state["history"])
         return state["epoch"], state["step"], state["elapsed"]

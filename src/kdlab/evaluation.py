@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from kdlab import distributed
 from kdlab.data.loader import Batch
 from kdlab.errors import ConfigError
 from kdlab.metrics import as_matrix, fidelity_metrics, linear_cka, rbf_cka, read
 from kdlab.taps import Taps
 from kdlab.teachers import Teacher
+
+if TYPE_CHECKING:
+    from kdlab.engine import BatchSource
 
 Predict = Callable[[Batch], torch.Tensor]
 
@@ -48,6 +54,21 @@ def predict_all(
             targets.append(batch.y)
             index.append(batch.index)
     return {k: torch.cat(v) for k, v in logits.items()}, torch.cat(targets), torch.cat(index)
+
+
+def predict_source(
+    predictors: dict[str, Predict], source: BatchSource, device: torch.device
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """:func:`predict_all` over the batches of epoch 0 of ``source``. Under torchrun each process predicts a
+    contiguous block of the batches and the outputs are gathered on every rank in batch order: the same batches,
+    the same order and so the same metrics as one process (with fewer batches than processes, each does all)."""
+    count = len(source)
+    if distributed.world_size() == 1 or count < distributed.world_size():
+        return predict_all(predictors, source.epoch(0), device)
+    mine = distributed.block(count)
+    logits, targets, index = predict_all(predictors, itertools.islice(source.epoch(0, mine.start), len(mine)), device)
+    gather = distributed.all_gather
+    return {k: gather(v) for k, v in logits.items()}, gather(targets), gather(index)
 
 
 def model_predictor(model: nn.Module) -> Predict:

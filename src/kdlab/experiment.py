@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdlab import __version__
+from kdlab import __version__, distributed
 from kdlab.build import save_model_file
 from kdlab.cache.select import teacher_source as select_teacher_source
 from kdlab.config import CacheConfig, MethodConfig, ModelSpec
 from kdlab.depths import depth_figures
 from kdlab.engine import Engine, Recipe
 from kdlab.errors import ConfigError
-from kdlab.evaluation import eval_mode, model_predictor, predict_all, split_metrics
+from kdlab.evaluation import eval_mode, model_predictor, predict_all, predict_source, split_metrics
 from kdlab.interpolation import interpolate_from_teacher
 from kdlab.methods import MethodContext, build_method, params_mapping, uses_source_temperature
 from kdlab.models.depth import DepthSwitch
@@ -111,7 +111,7 @@ def _evaluate(student: nn.Module, shared: Shared, split: str) -> dict[str, float
     if shared.teacher is not None and table is None:
         predictors["t"] = lambda b: shared.teacher(b.x).logits
     with eval_mode(student):
-        logits, targets, index = predict_all(predictors, source.epoch(0), shared.device)
+        logits, targets, index = predict_source(predictors, source, shared.device)  # shared out under torchrun
     teacher_logits = logits.get("t", None if table is None else table[index])
     return split_metrics(logits["s"], targets, teacher_logits)
 
@@ -130,7 +130,7 @@ def _evaluate_views(student: nn.Module, shared: Shared, seed: int) -> dict[str, 
     assert shared.teacher is not None
     predictors = {"s": model_predictor(student), "t": lambda b: shared.teacher(b.x).logits}
     with eval_mode(student):
-        logits, targets, _ = predict_all(predictors, shared.sources.make_train(seed).epoch(0), shared.device)
+        logits, targets, _ = predict_source(predictors, shared.sources.make_train(seed), shared.device)
     return split_metrics(logits["s"], targets, logits["t"])
 
 
@@ -270,6 +270,7 @@ def run_member(
         **summary[key].get("test", {}),
         **({"depths": summary[key]["depths"]} if "depths" in summary[key] else {}),
     }
-    save_model_file(member.folder.model_path, student, spec, info, metrics)
-    member.folder.write_summary(summary)
+    if distributed.is_main():  # every rank holds the same figures; one writes them
+        save_model_file(member.folder.model_path, student, spec, info, metrics)
+        member.folder.write_summary(summary)
     return student, summary

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kdlab import distributed
 from kdlab.build import build_model, check_spec, check_teacher, teacher_members
 from kdlab.config import Config, MethodConfig, config_hash, to_mapping
 from kdlab.data import DATASETS
@@ -144,6 +145,16 @@ def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device")}
 
 
+def _claim_group(config: Config, command: Command, folder: Path, members: list[Member], resume: bool) -> None:
+    group = RunFolder(folder)
+    mapping = to_mapping(config)
+    group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+    members_record = [
+        {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in members
+    ]
+    group.write_group({"command": command, "members": members_record})
+
+
 def execute(
     config: Config,
     command: Command,
@@ -154,19 +165,28 @@ def execute(
 ) -> Outcome:
     """Run every member of ``config`` (resuming unfinished ones with ``resume``) and summarise them.
 
-    The runs go to ``runs_dir/name`` (a fresh time-stamped name by default), or to ``folder``.
+    The runs go to ``runs_dir/name`` (a fresh time-stamped name by default), or to ``folder``. Under torchrun
+    every rank trains and evaluates; rank 0 chooses the folder (broadcast to the others) and alone writes files,
+    the run index and summaries.
     """
     from kdlab.structured.datasets import is_sequence_data
 
     if is_sequence_data(config.data.name):  # taggers and parsers: kdlab.structured.workflow
+        if distributed.launched():
+            raise ConfigError(
+                f"{config.data.name} is a sequence data set (taggers and parsers); those train in one process, but "
+                f"torchrun started {distributed.world_size()}. Run it without torchrun (kdlab {command} ...); "
+                "torchrun trains on the image data sets."
+            )
         from kdlab.structured.workflow import execute_sequence
 
         return execute_sequence(config, command, folder=folder, resume=resume, progress=progress)
     check(config, command)
     began = time.perf_counter()
-    config, folder, root, grouped, members = layout(config, command, folder, resume)
+    device = distributed.initialize(resolve_device(config.device))  # joins torchrun's group, if launched by it
+    # rank 0 picks the (time-stamped) folder and checks it is free; every rank gets its answer, or its error
+    config, folder, root, grouped, members = distributed.on_main(lambda: layout(config, command, folder, resume))
     # read the data and the teacher before any folder is made: a failed start leaves nothing behind
-    device = resolve_device(config.device)
     views = config.cache.views if config.teacher_cache and command != "train" else 0
     sources = config_sources(config.data, device, views, config.cache.view_seed)
     teacher = control = None
@@ -177,13 +197,7 @@ def execute(
         control = Teacher(teacher_members(config.control_teacher, sources.info))
         check_teacher(control.to(device), sources.info, device)
     if grouped:
-        group = RunFolder(folder)
-        mapping = to_mapping(config)
-        group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
-        members_record = [
-            {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in members
-        ]
-        group.write_group({"command": command, "members": members_record})
+        distributed.on_main(lambda: _claim_group(config, command, folder, members, resume))
     shared = Shared(sources, device, teacher, ", ".join(map(str, config.teacher)) or None, cache=config.cache)
     control_shared = (
         None
@@ -214,7 +228,7 @@ def execute(
     depths = depth_table(labels)
     table = f"{table}\n\nper depth (sub-nets of one set of weights):\n{depths}" if depths else table
     wall = round(time.perf_counter() - began, 2)
-    if grouped:
+    if grouped and distributed.is_main():
         RunFolder(folder).write_summary(
             {"roles": {r: aggregate(s) for r, s in summaries.items()}, "table": table, "wall_time_s": wall}
         )
@@ -237,9 +251,15 @@ def _run(
     mine = member_config(config, member)
     mapping = to_mapping(mine)
     member_command = "distill" if command == "compare" else command
-    member.folder.claim(mapping, command=member_command, resume=resume, comparable=_comparable(mapping))
-    if resume and member.folder.finished:
-        return member.folder.read_summary()
+
+    def claim() -> dict[str, Any] | None:  # on rank 0; the others learn whether the run is done, and its summary
+        member.folder.claim(mapping, command=member_command, resume=resume, comparable=_comparable(mapping))
+        return member.folder.read_summary() if resume and member.folder.finished else None
+
+    finished = distributed.on_main(claim)
+    if finished is not None:
+        return finished
+    main = distributed.is_main()  # the one process that writes the index
     record = RunRecord(
         name=str(member.folder.path.resolve().relative_to(root.resolve())),
         command=member_command,
@@ -254,7 +274,8 @@ def _run(
         seed=member.seed,
         epochs=config.epochs,
     )
-    index.record(record)
+    if main:
+        index.record(record)
     try:
         _, summary = run_member(
             member,
@@ -272,9 +293,11 @@ def _run(
             init_lambda=config.student_init if member.method.name != "ce" else None,
         )
     except KdlabError as exc:
-        index.record(replace(record, status="interrupted" if isinstance(exc, Interrupted) else "failed"))
+        if main:
+            index.record(replace(record, status="interrupted" if isinstance(exc, Interrupted) else "failed"))
         raise
-    index.record(summary_record(record, summary))
+    if main:
+        index.record(summary_record(record, summary))
     return summary
 
 

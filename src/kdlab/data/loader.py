@@ -7,7 +7,7 @@ seeded by ``(seed, epoch)``, so batch k of epoch e is the same whether or not th
 
 from __future__ import annotations
 
-import math
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from kdlab.data.augment import cutmix, cutmix_box, horizontal_flip, jitter, mixup, random_crop, rotate, vertical_flip
+from kdlab.distributed import part_bounds
+from kdlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Batch:
     view: torch.Tensor | None = None  # [B] which stored view of each image this is (view replay), else None
     mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
     teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary, when it has its own
+    global_size: int | None = None  # sharded over processes: the size of the whole batch this part was cut from
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -184,10 +187,29 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.augment = augment or Augment()
         self.device = torch.device(device)
+        self.part, self.parts = 0, 1  # see shard()
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        full, rest = divmod(len(self.x), self.batch_size)
+        # sharded, a last batch too small to give every process a sample is dropped (see shard())
+        return full if self.drop_last or rest < self.parts else full + (rest > 0)
+
+    def shard(self, part: int, parts: int) -> TensorLoader:
+        """This loader as process ``part`` of ``parts`` sees it (data-parallel training): every process draws the
+        same epoch plan, cuts each batch's samples into ``parts`` contiguous pieces and takes piece ``part``
+        *before* augmenting — per-sample crops, flips, ... are those of the one-process run (mixup/cutmix partners
+        come from the same piece). ``batch_size`` stays the global batch; each batch says its ``global_size``.
+        A last batch with fewer samples than ``parts`` is dropped by every process."""
+        if not 0 <= part < parts:
+            raise ValueError(f"part must lie in [0, {parts}), got {part}")
+        if self.batch_size < parts:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is the global batch, shared by {parts} processes; it must be "
+                f"at least the number of processes. Use data.batch_size={parts} or more, or fewer processes."
+            )
+        out = copy.copy(self)
+        out.part, out.parts = part, parts
+        return out
 
     def plan(self, epoch: int) -> EpochPlan:
         """Every random draw of ``epoch``, made at once from a generator seeded by (seed, epoch); with stored
@@ -259,6 +281,9 @@ class TensorLoader:
         bs = self.batch_size
         for k in range(start, len(self)):
             sel = plan.order[k * bs : (k + 1) * bs]
+            total = len(sel)
+            lo, hi = part_bounds(total, self.part, self.parts)
+            sel = sel[lo:hi]  # this process's piece (all of it in one process)
             x = to_float(self.x[sel])
             if plan.offsets is not None:
                 x = random_crop(x, plan.offsets[sel], self.augment.crop)
@@ -271,11 +296,13 @@ class TensorLoader:
             if plan.brightness is not None and plan.contrast is not None:
                 x = jitter(x, plan.brightness[sel], plan.contrast[sel])
             batch = Batch(x=x, y=self.y[sel], index=sel, view=None if plan.views is None else plan.views[sel])
+            batch.global_size = total if self.parts > 1 else None
             if self.temperature is not None:
                 batch.temperature = self.temperature[sel]
             if plan.perms is not None:
                 perm = plan.perms[k * bs : (k + 1) * bs]
-                perm = perm[perm < len(sel)]  # a permutation of the (possibly short) last batch
+                if len(sel) < bs:  # a permutation of the short last batch (masking would wait for the device)
+                    perm = perm[perm < len(sel)]
                 batch.mix_perm, batch.mix_lambda = perm, plan.lambdas[k]
                 if plan.centres is None:
                     batch.x = mixup(x, plan.lambdas[k], perm)
@@ -283,14 +310,15 @@ class TensorLoader:
                     box, batch.mix_lambda = cutmix_box(plan.lambdas[k], x.shape[-2], x.shape[-1], plan.centres[k])
                     batch.x = cutmix(x, box, perm)
             if plan.noisy is not None:
-                self._add_noise(batch, plan.noisy[sel], plan.noise_seed + k)
+                self._add_noise(batch, plan.noisy[sel], plan.noise_seed + k, total, lo)
             yield batch
 
     @staticmethod
-    def _add_noise(batch: Batch, noisy: torch.Tensor, seed: int) -> None:
+    def _add_noise(batch: Batch, noisy: torch.Tensor, seed: int, total: int, first: int) -> None:
         """Replace the flagged images by uniform noise in [0, 1]; they carry no label (−1) and no mix partner
-        label matters for them (the teacher labels them)."""
+        label matters for them (the teacher labels them). The noise is drawn for the whole batch of ``total`` and
+        the rows from ``first`` on are taken, so a process's piece gets the noise of the one-process run."""
         g = torch.Generator().manual_seed(seed)
-        noise = torch.rand(batch.x.shape, generator=g).to(batch.x.device)
+        noise = torch.rand((total, *batch.x.shape[1:]), generator=g)[first : first + len(batch)].to(batch.x.device)
         batch.x = torch.where(noisy[:, None, None, None], noise, batch.x)
         batch.y = torch.where(noisy, torch.full_like(batch.y, -1), batch.y)
