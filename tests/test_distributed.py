@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from kdlab import distributed, engine
+from kdlab.cache.select import online as online_teacher
 from kdlab.cli import main
 from kdlab.config import OptimConfig
 from kdlab.data import load_dataset
@@ -30,7 +31,6 @@ from kdlab.errors import ConfigError, Interrupted
 from kdlab.meter import Meter
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.sources import online_teacher
 from kdlab.store import RunIndex
 from kdlab.teachers import Teacher
 

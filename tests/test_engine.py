@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from kdlab import checkpoint
+from kdlab.cache.select import online as online_teacher
 from kdlab.config import OptimConfig
 from kdlab.data import load_dataset
 from kdlab.data.loader import Augment, TensorLoader
@@ -15,7 +16,6 @@ from kdlab.errors import Interrupted, TrainingStopped
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
 from kdlab.optim import lr_factor
-from kdlab.sources import online_teacher
 from kdlab.teachers import Teacher
 
 DATA = load_dataset("synthetic", num_classes=4, image_size=8, train_size=192, test_size=32)

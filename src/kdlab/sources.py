@@ -19,7 +19,6 @@ from kdlab.data.loader import Augment, Batch, TensorLoader, ViewBank
 from kdlab.engine import BatchSource
 from kdlab.errors import ConfigError
 from kdlab.evaluation import predict_all
-from kdlab.outputs import ModelOutput
 from kdlab.teachers import Teacher
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -163,18 +162,3 @@ class TeacherPredictions:
         table = torch.empty_like(out["t"])
         table[index] = out["t"]
         return table
-
-
-def cached_teacher(
-    table: torch.Tensor, features: dict[str, torch.Tensor] | None = None
-) -> Callable[[Batch], ModelOutput]:
-    """A teacher source that looks outputs up by sample index (valid only for fixed views)."""
-    features = features or {}
-    return lambda batch: ModelOutput(
-        logits=table[batch.index], features={k: v[batch.index] for k, v in features.items()}
-    )
-
-
-def online_teacher(teacher: Teacher) -> Callable[[Batch], ModelOutput]:
-    """A teacher source that runs the teacher on exactly the (augmented) pixels the student sees."""
-    return lambda batch: teacher(batch.x)

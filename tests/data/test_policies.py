@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from kdlab.cache.select import online as online_teacher
 from kdlab.config import build_augment
 from kdlab.data.augment import cutmix, cutmix_box, jitter, rotate, vertical_flip
 from kdlab.data.loader import POLICIES, Augment, TensorLoader
 from kdlab.errors import ConfigError
-from kdlab.sources import online_teacher
 from kdlab.teachers import Teacher
 
 
