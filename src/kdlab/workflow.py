@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from kdlab import distributed
 from kdlab.build import build_model, check_spec, check_teacher, teacher_members
+from kdlab.cache.select import check_settings
 from kdlab.config import Config, MethodConfig, config_hash, to_mapping
 from kdlab.data import DATASETS
 from kdlab.engine import Recipe
@@ -189,6 +190,7 @@ def execute(
     # read the data and the teacher before any folder is made: a failed start leaves nothing behind
     views = config.cache.views if config.teacher_cache and command != "train" else 0
     sources = config_sources(config.data, device, views, config.cache.view_seed)
+    check_settings(config.cache, sources.info.num_classes)
     teacher = control = None
     if command != "train":
         teacher = Teacher(teacher_members(config.teacher, sources.info))

@@ -308,3 +308,14 @@ def test_a_cached_kd_step_never_waits_for_the_device(tmp_path):
             engine.step(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_top_k_above_the_classes_is_refused_before_any_folder_is_made(tmp_path, synthetic_teacher, capsys):
+    from kdlab.cli import main
+
+    code = main(
+        ["distill", f"teacher={synthetic_teacher}", "data=synthetic", "student.width=4", "independent=false",
+         "cache.top_k=9", f"runs_dir={tmp_path / 'runs'}", "--quiet"]
+    )  # fmt: skip
+    assert code == 2 and "cache.top_k=9 but the data have 4 classes" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -120,23 +120,24 @@ def bench_pair(
     teacher = Teacher(copy.deepcopy(work.teacher)).to(device)
     recipe = Recipe(max(epochs, 1), pair.optim, work.seed, precision=settings.precision, compile=settings.compile)
     cache, cache_build_s, modes = None, None, {}
-    for mode in (m for m in MODES if m in settings.modes):
-        if mode == "cached":
-            log(f"{pair.name}: building the teacher-output cache of {len(work.x):,} images")
-            synchronize(device)
-            start = time.perf_counter()
-            folder = Path(tempfile.mkdtemp(prefix="kdlab-bench-")) / "cache"  # a fresh build, timed
-            cache = teacher_cache(
-                teacher, work, folder, batch_size=batch_size, device=device, precision=settings.precision
-            )
-            synchronize(device)
-            cache_build_s = time.perf_counter() - start
-        log(f"{pair.name}: {MODE_LABELS[mode]}")
-        loop = _loop(work, mode, device=device, batch_size=batch_size, recipe=recipe, teacher=teacher, cache=cache)
-        with classic_backend() if mode == "reference" else contextlib.nullcontext():
-            timed = throughput(loop, device, warmup=settings.warmup, steps=settings.steps, epochs=epochs)
-            parts = split(loop, device, warmup=settings.warmup, steps=settings.steps, first_epoch=epochs + 1)
-        modes[mode] = _figures(mode, pair, settings, timed, parts, macs, loop.summary())
+    with tempfile.TemporaryDirectory(prefix="kdlab-bench-") as scratch:
+        for mode in (m for m in MODES if m in settings.modes):
+            if mode == "cached":
+                log(f"{pair.name}: building the teacher-output cache of {len(work.x):,} images")
+                synchronize(device)
+                start = time.perf_counter()
+                folder = Path(scratch) / "cache"  # a fresh build, timed, removed afterwards
+                cache = teacher_cache(
+                    teacher, work, folder, batch_size=batch_size, device=device, precision=settings.precision
+                )
+                synchronize(device)
+                cache_build_s = time.perf_counter() - start
+            log(f"{pair.name}: {MODE_LABELS[mode]}")
+            loop = _loop(work, mode, device=device, batch_size=batch_size, recipe=recipe, teacher=teacher, cache=cache)
+            with classic_backend() if mode == "reference" else contextlib.nullcontext():
+                timed = throughput(loop, device, warmup=settings.warmup, steps=settings.steps, epochs=epochs)
+                parts = split(loop, device, warmup=settings.warmup, steps=settings.steps, first_epoch=epochs + 1)
+            modes[mode] = _figures(mode, pair, settings, timed, parts, macs, loop.summary())
     return {
         "name": pair.name,
         "teacher": {"name": pair.teacher_name, "macs": macs[0]},

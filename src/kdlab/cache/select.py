@@ -53,11 +53,7 @@ def teacher_source(
     reason = _refusal(method, teacher, sources, layers, enabled)
     if reason:
         return online(teacher), {"kind": "online", "reason": reason}
-    num_classes = sources.info.num_classes
-    if settings.top_k is not None and settings.top_k > num_classes:
-        raise ConfigError(
-            f"cache.top_k={settings.top_k} but the data have {num_classes} classes; use 1..{num_classes} or null."
-        )
+    check_settings(settings, sources.info.num_classes)
     loader = sources.teacher_loader()
     dtype = autocast_dtype(precision, device)
     key = cache_key(
@@ -74,6 +70,14 @@ def teacher_source(
     cache, built = _shared_build(lambda: find_or_build(teacher, loader, folder, key, autocast=autocast, log=log))
     described = {"kind": "cache", "folder": str(folder), "views": cache.views, "top_k": settings.top_k}
     return from_cache(cache.to(device)), {**described, "built": built, "mib": round(cache.nbytes / 2**20, 2)}
+
+
+def check_settings(settings: CacheConfig, num_classes: int) -> None:
+    """Refuse cache settings the data cannot have (called before a run makes any folder)."""
+    if settings.top_k is not None and settings.top_k > num_classes:
+        raise ConfigError(
+            f"cache.top_k={settings.top_k} but the data have {num_classes} classes; use 1..{num_classes} or null."
+        )
 
 
 def _shared_build(build: Callable[[], tuple[CachedOutputs, bool]]) -> tuple[CachedOutputs, bool]:
