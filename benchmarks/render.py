@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.bench import markdown
-from kdlab.checkpoint import write_atomic
-from kdlab.report import markdown_table
+from kdlab.core.files import write_atomic
+from kdlab.reporting.pages import markdown_table
 
 CPU_PAIR = "fmnist-resnet20-cnn8"
 GPU_PAIR = "cifar-resnet32x4-resnet8x4"

@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.build import (
+from kdlab.core.errors import CheckpointError, ConfigError
+from kdlab.data.base import DataInfo
+from kdlab.models.factory import (
+    ModelSpec,
     build_model,
     check_teacher,
     load_model_file,
@@ -12,10 +15,7 @@ from kdlab.build import (
     save_model_file,
     teacher_members,
 )
-from kdlab.config import ModelSpec
-from kdlab.data.base import DataInfo
-from kdlab.errors import CheckpointError, ConfigError
-from kdlab.teachers import Teacher
+from kdlab.training.teachers import Teacher
 
 INFO = DataInfo("toy", 5, 1, (8, 8), (0.3,), (0.2,))
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from kdlab.cli import main
-from kdlab.config import load
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.methods import MethodContext, build_method, method_params, params_mapping
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.teachers import Teacher
+from kdlab.pipeline.config import load
+from kdlab.training.teachers import Teacher
 
 SMALL = ["data=synthetic", "data.val_fraction=0.25", "student.width=4", "epochs=1", "--quiet"]
 

@@ -1,7 +1,7 @@
 import pytest
 
-from kdlab import config as cfg
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
+from kdlab.pipeline import config as cfg
 
 
 def test_overrides_reach_sections_and_convert_types():

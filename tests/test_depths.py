@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from kdlab.build import load_model_file
 from kdlab.cli import main
 from kdlab.data.base import DataInfo
-from kdlab.depths import depth_figures, export, export_gap
 from kdlab.models import MODELS, count_macs, count_parameters
+from kdlab.models.factory import load_model_file
+from kdlab.tasks.image.depths import depth_figures, export, export_gap
 
 SIZE = 12  # small images keep VGG-19 and ResNet-34 fast
 INFO = DataInfo("toy", 10, 1, (SIZE, SIZE), (0.3,), (0.35,))
@@ -62,7 +62,7 @@ def test_exported_sizes_are_the_zoo_models():
 
 
 def _batches(n: int, seed: int):
-    from kdlab.data.loader import Batch
+    from kdlab.core.batch import Batch
 
     g = torch.Generator().manual_seed(seed)
     return [Batch(torch.rand(n, 1, SIZE, SIZE, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(n))]

@@ -20,19 +20,20 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from kdlab import distributed, engine
 from kdlab.cache.select import online as online_teacher
 from kdlab.cli import main
-from kdlab.config import OptimConfig
+from kdlab.core.errors import ConfigError, Interrupted
 from kdlab.data import load_dataset
-from kdlab.data.loader import Augment, TensorLoader
-from kdlab.engine import Engine, Recipe
-from kdlab.errors import ConfigError, Interrupted
-from kdlab.meter import Meter
+from kdlab.data.loader import TensorLoader
+from kdlab.data.policies import Augment
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.store import RunIndex
-from kdlab.teachers import Teacher
+from kdlab.runs.index import RunIndex
+from kdlab.training import distributed, engine
+from kdlab.training.engine import Engine, Recipe
+from kdlab.training.meter import Meter
+from kdlab.training.optim import OptimConfig
+from kdlab.training.teachers import Teacher
 
 # 515 = 8 × 64 + 3: the last global batch splits 2 + 1 (weights 4/3 and 2/3); evaluation batches of 100 give each
 # process a block of batches (val 600 → 3 + 3, test 256 → 2 + 1, train 515 → 3 + 3)

@@ -6,17 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab import checkpoint
 from kdlab.cache.select import online as online_teacher
-from kdlab.config import OptimConfig
+from kdlab.core import files as checkpoint
+from kdlab.core.errors import Interrupted, TrainingStopped
 from kdlab.data import load_dataset
-from kdlab.data.loader import Augment, TensorLoader
-from kdlab.engine import Engine, Recipe
-from kdlab.errors import Interrupted, TrainingStopped
+from kdlab.data.loader import TensorLoader
+from kdlab.data.policies import Augment
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.optim import lr_factor
-from kdlab.teachers import Teacher
+from kdlab.training.engine import Engine, Recipe
+from kdlab.training.optim import OptimConfig, lr_factor
+from kdlab.training.teachers import Teacher
 
 DATA = load_dataset("synthetic", num_classes=4, image_size=8, train_size=192, test_size=32)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from kdlab.cli import main
-from kdlab.config import load
+from kdlab.pipeline.config import load
 
 SMALL = ["data=synthetic", "data.val_fraction=0.25", "independent=false", "--quiet"]
 LAYERNORM = ["student=cnn", "student.norm=layer"]
@@ -67,7 +67,7 @@ def test_ensemble_syntax_and_bad_values():
 
 def test_evaluate_measures_cka_between_named_layers(capsys, two_teachers):
     import kdlab
-    from kdlab.build import load_model_file
+    from kdlab.models.factory import load_model_file
 
     t, t2 = two_teachers
     same = load_model_file(t / "model.pt")[0]

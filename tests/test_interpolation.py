@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from kdlab.errors import ConfigError
-from kdlab.interpolation import interpolate_from_teacher, interpolate_state, recalibrate_norm_statistics
+from kdlab.core.errors import ConfigError
 from kdlab.models import MODELS
+from kdlab.training.interpolation import interpolate_from_teacher, interpolate_state, recalibrate_norm_statistics
 
 
 def net(seed: int, norm: str = "batch") -> torch.nn.Module:

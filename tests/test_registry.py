@@ -1,7 +1,7 @@
 import pytest
 
-from kdlab.errors import ConfigError
-from kdlab.registry import Registry
+from kdlab.core.errors import ConfigError
+from kdlab.core.registry import Registry
 
 
 def test_registry_rejects_duplicates_and_names_the_valid_entries():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlab.errors import ConfigError, KdlabError
-from kdlab.store import INDEX_FILE, SCHEMA_VERSION, RunIndex, RunRecord
+from kdlab.core.errors import ConfigError, KdlabError
+from kdlab.runs.index import INDEX_FILE, SCHEMA_VERSION, RunIndex, RunRecord
 
 
 def run(name: str, **fields: object) -> RunRecord:

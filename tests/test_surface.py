@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from kdlab.surface import flat_parameters, loss_surface, plane, plot_surface
+from kdlab.analysis.surface import flat_parameters, loss_surface, plane, plot_surface
 
 
 def states(seed: int) -> dict[str, torch.Tensor]:

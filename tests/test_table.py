@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-import kdlab.table
-from kdlab.table import format_table, mean_std
+import kdlab.reporting.table
+from kdlab.reporting.table import format_table, mean_std
 
 
 def test_exact_layout_numbers_right_text_left_none_dash() -> None:
@@ -52,4 +52,4 @@ def test_mean_std() -> None:
 
 
 def test_module_doctest() -> None:
-    assert doctest.testmod(kdlab.table).failed == 0
+    assert doctest.testmod(kdlab.reporting.table).failed == 0

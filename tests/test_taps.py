@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
-from kdlab.taps import Taps
+from kdlab.core.errors import ConfigError
+from kdlab.training.taps import Taps
 
 
 def net() -> nn.Module:

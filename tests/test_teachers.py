@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.errors import ConfigError
-from kdlab.teachers import Teacher
+from kdlab.core.errors import ConfigError
+from kdlab.training.teachers import Teacher
 
 
 def bn_net(seed: int) -> nn.Module:

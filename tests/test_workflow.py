@@ -15,7 +15,7 @@ import kdlab
 from kdlab.cli import main
 from kdlab.data import load_dataset
 from kdlab.models import MODELS
-from kdlab.store import RunIndex
+from kdlab.runs.index import RunIndex
 
 SMALL = ["data=synthetic", "data.val_fraction=0.25", "student.width=4", "independent=false", "--quiet"]
 
@@ -130,7 +130,7 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
 
 def test_python_api_with_tensors_dataset_and_loader(synthetic_teacher, tmp_path):
     data = load_dataset("synthetic", num_classes=4, image_size=8)
-    teacher = kdlab.build.load_model_file(synthetic_teacher / "model.pt")[0]
+    teacher = kdlab.models.factory.load_model_file(synthetic_teacher / "model.pt")[0]
     x, y = data.train_x.float() / 255, data.train_y
     test = (data.test_x.float() / 255, data.test_y)
     for name, train in [
@@ -161,7 +161,7 @@ def test_python_api_with_tensors_dataset_and_loader(synthetic_teacher, tmp_path)
 
 
 def test_api_rejects_unknown_hyper_parameters(tmp_path):
-    with pytest.raises(kdlab.errors.ConfigError, match="Did you mean 'temperature'"):
+    with pytest.raises(kdlab.core.errors.ConfigError, match="Did you mean 'temperature'"):
         kdlab.distill(teacher=None, student="cnn", train="synthetic", method="kd", temprature=3, runs_dir=tmp_path)
 
 
@@ -186,9 +186,9 @@ def test_main_preset_with_the_shipped_teacher(capsys, fashion_mnist_available, t
 
 
 def test_api_checks_the_student_and_evaluates_named_splits(synthetic_teacher, tmp_path):
-    teacher = kdlab.build.load_model_file(synthetic_teacher / "model.pt")[0]
+    teacher = kdlab.models.factory.load_model_file(synthetic_teacher / "model.pt")[0]
     wrong = MODELS.get("cnn")(num_classes=7, in_channels=1, width=4)
-    with pytest.raises(kdlab.errors.ConfigError, match=r"Student 0 .* predicts 7 classes"):
+    with pytest.raises(kdlab.core.errors.ConfigError, match=r"Student 0 .* predicts 7 classes"):
         kdlab.distill(teacher=teacher, student=wrong, train="synthetic", runs_dir=tmp_path, device="cpu")
     assert not any(tmp_path.iterdir())  # nothing written for a refused run
     val = kdlab.evaluate(teacher=teacher, student=teacher, data="synthetic", split="val", device="cpu")

@@ -18,22 +18,23 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from kdlab import distributed
-from kdlab.build import build_model, check_models, check_teacher, teacher_members
-from kdlab.config import DataConfig, MethodConfig, ModelSpec, OptimConfig, build_augment
-from kdlab.data.loader import Augment
-from kdlab.engine import Recipe
-from kdlab.errors import ConfigError
-from kdlab.evaluation import eval_mode, layer_cka, predict_all, split_metrics
-from kdlab.experiment import Member, Shared, resolve_device, run_member
+from kdlab.core.errors import ConfigError
+from kdlab.core.typecheck import build_dataclass
+from kdlab.data.policies import Augment
+from kdlab.data.user import UserData, user_sources
 from kdlab.methods import method_params, needs_teacher, params_mapping
-from kdlab.runs import RunFolder, unique_name
-from kdlab.sources import config_sources
-from kdlab.store import RunIndex, RunRecord
-from kdlab.teachers import Teacher
-from kdlab.typecheck import build_dataclass
-from kdlab.userdata import UserData, user_sources
-from kdlab.workflow import summary_record
+from kdlab.models.factory import ModelSpec, build_model, check_models, check_teacher, teacher_members
+from kdlab.pipeline.config import DataConfig, MethodConfig, build_augment
+from kdlab.pipeline.execute import summary_record
+from kdlab.pipeline.member import Member, Shared, resolve_device, run_member
+from kdlab.runs.folder import RunFolder, unique_name
+from kdlab.runs.index import RunIndex, RunRecord
+from kdlab.tasks.image.sources import config_sources
+from kdlab.training import distributed
+from kdlab.training.engine import Recipe
+from kdlab.training.optim import OptimConfig
+from kdlab.training.predict import eval_mode, layer_cka, predict_all, split_metrics
+from kdlab.training.teachers import Teacher
 
 TeacherLike = nn.Module | Sequence[nn.Module] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 

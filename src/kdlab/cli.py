@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdlab.errors import ConfigError, Interrupted, KdlabError
+from kdlab.core.errors import ConfigError, Interrupted, KdlabError
 
 if TYPE_CHECKING:  # the CLI imports the library lazily, so that `kdlab --help` starts fast
-    from kdlab.config import Config
-    from kdlab.workflow import Outcome
+    from kdlab.pipeline.config import Config
+    from kdlab.pipeline.execute import Outcome
 
 MAIN_PRESET = "fashion_mnist_kd"
 COMPARE_PRESET = "fashion_mnist_compare"
@@ -24,7 +24,7 @@ TORCHRUN_COMMANDS = ("train", "distill", "compare", "resume")  # the ones that t
 
 
 def _torchrun() -> bool:
-    """Launched by torchrun with several processes (read from the environment: kdlab.distributed imports torch,
+    """Launched by torchrun with several processes (read from the environment: kdlab.training.distributed imports torch,
     which `kdlab --help` should not wait for)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -39,7 +39,7 @@ def _preset(source: str | None, overrides: Sequence[str], preset: str) -> str | 
     data set (whose models and methods the image preset does not fit)."""
     if source is not None:
         return source
-    from kdlab.structured.datasets import is_sequence_data
+    from kdlab.data.sentences.corpora import is_sequence_data
 
     names = [item.split("=", 1)[1] for item in overrides if item.startswith(("data.name=", "data="))]
     return None if names and is_sequence_data(names[-1]) else preset
@@ -58,7 +58,7 @@ def _announce(c: Config, command: str, quiet: bool) -> None:
     teacher = f" · teacher {', '.join(map(str, c.teacher))}" if c.teacher else ""
     options = ", ".join(f"{k}={v}" for k, v in c.student.options.items())
     if command.endswith("compare"):
-        from kdlab.workflow import compared_methods
+        from kdlab.pipeline.execute import compared_methods
 
         methods = f"methods {', '.join(label for label, _ in compared_methods(c))} and the independent student"
     else:
@@ -78,8 +78,8 @@ def _report(outcome: Outcome) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kdlab import config as cfg
-    from kdlab.workflow import execute
+    from kdlab.pipeline import config as cfg
+    from kdlab.pipeline.execute import execute
 
     source, overrides = _split(args.items)
     if args.command != "train":
@@ -94,15 +94,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from kdlab import compare
-    from kdlab import config as cfg
-    from kdlab.workflow import execute
+    from kdlab.pipeline import config as cfg
+    from kdlab.pipeline.execute import execute
+    from kdlab.reporting import compare
 
     source, overrides = _split(args.items)
     config = cfg.resolve(cfg.apply_overrides(cfg.load_mapping(_preset(source, overrides, COMPARE_PRESET)), overrides))
     _announce(config, "compare", args.quiet)
     outcome = execute(config, "compare", progress=not args.quiet)
-    from kdlab.structured.datasets import is_sequence_data
+    from kdlab.data.sentences.corpora import is_sequence_data
 
     if is_sequence_data(config.data.name):  # taggers/parsers: the table (also in the group's summary.json)
         _report(outcome)
@@ -142,8 +142,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from kdlab.analysis import report
     from kdlab.analysis.analyze import analyze, default_out
-    from kdlab.analysis.preset import PRESETS, train_preset
     from kdlab.analysis.subjects import load_subjects
+    from kdlab.studies.what_transferred import PRESETS, train_preset
 
     if args.images < 3:
         raise ConfigError(f"--images must be at least 3 (decision boundaries need image triplets); got {args.images}.")
@@ -166,9 +166,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from kdlab import config as cfg
-    from kdlab.runs import RunFolder
-    from kdlab.workflow import execute
+    from kdlab.pipeline import config as cfg
+    from kdlab.pipeline.execute import execute
+    from kdlab.runs.folder import RunFolder
 
     folder = RunFolder(Path(args.run))
     command = folder.command()
@@ -176,7 +176,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _announce(config, f"resume {command}", args.quiet)
     outcome = execute(config, command, folder=folder.path, resume=True, progress=not args.quiet)
     if command == "compare" and _main_process():
-        from kdlab import compare
+        from kdlab.reporting import compare
 
         print(compare.write(outcome.folder, outcome.summaries, config))
     else:
@@ -185,7 +185,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from kdlab.depths import export_run
+    from kdlab.tasks.image.depths import export_run
 
     depth = args.depth.split("=", 1)
     if len(depth) != 2 or depth[0] != "depth" or not depth[1]:
@@ -195,14 +195,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"depth {about['depth']} → {path}: plain {about['model']}({options}), {about['parameters']:,} parameters, "
         f"{about['macs'] / 1e6:.2f} M multiply-adds; largest logit difference to the switchable model "
-        f"{about['max_abs_diff']:.1e}. Use it as teacher={path} or with kdlab.build.load_model_file."
+        f"{about['max_abs_diff']:.1e}. Use it as teacher={path} or with kdlab.models.factory.load_model_file."
     )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kdlab.api import evaluate
-    from kdlab.table import format_table
+    from kdlab.reporting.table import format_table
 
     teacher = args.teacher if len(args.teacher) > 1 else args.teacher[0]
     pairs = []
@@ -223,8 +223,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from kdlab.store import RunIndex
-    from kdlab.table import format_table
+    from kdlab.reporting.table import format_table
+    from kdlab.runs.index import RunIndex
 
     columns = [
         "name",
@@ -257,12 +257,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_layers(args: argparse.Namespace) -> int:
     import torch
 
-    from kdlab.build import build_model, load_model_file, resolve_model_path
-    from kdlab.config import ModelSpec
     from kdlab.data import load_dataset
     from kdlab.data.base import DataInfo
-    from kdlab.table import format_table
-    from kdlab.taps import Taps, module_paths
+    from kdlab.models.factory import ModelSpec, build_model, load_model_file, resolve_model_path
+    from kdlab.reporting.table import format_table
+    from kdlab.training.taps import Taps, module_paths
 
     if any(mark in args.model for mark in ("/", ":")) or args.model.endswith(".pt"):
         model, record = load_model_file(resolve_model_path(args.model)[0])
@@ -295,13 +294,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from kdlab.build import pretrained_names
     from kdlab.data import DATASETS
+    from kdlab.data.sentences.corpora import SEQUENCE_DATASETS
     from kdlab.methods import METHODS
     from kdlab.methods.structured import SEQUENCE_METHODS
     from kdlab.models import MODELS
+    from kdlab.models.factory import pretrained_names
     from kdlab.models.sequence import SEQUENCE_MODELS
-    from kdlab.structured.datasets import SEQUENCE_DATASETS
 
     listings = {
         "models": MODELS.names(),
@@ -313,7 +312,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.kind == "methods":  # the catalogue, with each method's defaults
         import dataclasses
 
-        from kdlab.table import format_table
+        from kdlab.reporting.table import format_table
 
         rows = []
         for name in METHODS.names():
@@ -336,8 +335,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from kdlab import bench
-    from kdlab.experiment import resolve_device
-    from kdlab.table import format_table
+    from kdlab.pipeline.member import resolve_device
+    from kdlab.reporting.table import format_table
 
     if args.list:
         rows = [
@@ -509,18 +508,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if _torchrun():
-            from kdlab import distributed
+            from kdlab.training import distributed
 
             distributed.shutdown()
 
 
 def _error(message: str, exc: BaseException) -> None:
     """One paragraph on stderr. Under torchrun rank 0 reports; another rank only an error of its own, tagged
-    with its rank (see :func:`kdlab.distributed.shared_error`)."""
+    with its rank (see :func:`kdlab.training.distributed.shared_error`)."""
     if not _torchrun():
         print(f"kdlab: {message}", file=sys.stderr)
         return
-    from kdlab import distributed
+    from kdlab.training import distributed
 
     shared = distributed.shared_error(exc)
     if distributed.is_main():

@@ -14,13 +14,13 @@ from kdlab.bench.modes import kdlab_loop, teacher_cache
 from kdlab.bench.pairs import RANDOM, Pair, load_workload
 from kdlab.bench.reference import PerSampleImages, ReferenceLoop, reference_kd_loss
 from kdlab.cli import main
-from kdlab.config import ModelSpec
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.data.base import DataInfo
 from kdlab.data.loader import TensorLoader
-from kdlab.engine import Recipe
-from kdlab.errors import ConfigError
-from kdlab.outputs import ModelOutput
-from kdlab.teachers import Teacher
+from kdlab.models.factory import ModelSpec
+from kdlab.training.engine import Recipe
+from kdlab.training.teachers import Teacher
 
 CPU = torch.device("cpu")
 INFO = DataInfo("tiny", 5, 3, (8, 8), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))

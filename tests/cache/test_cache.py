@@ -9,17 +9,19 @@ import torch
 from kdlab.cache.build import cache_folder, find_or_build
 from kdlab.cache.key import cache_key, differences, views_description
 from kdlab.cache.select import from_cache, online, teacher_source
+from kdlab.cache.settings import CacheConfig
 from kdlab.cache.store import StaleCacheError, open_cache
 from kdlab.cache.topk import compress_top_k, restore_top_k
-from kdlab.config import CacheConfig, OptimConfig
+from kdlab.core.errors import ConfigError
 from kdlab.data import load_dataset
-from kdlab.data.loader import Augment, TensorLoader, ViewBank
-from kdlab.engine import Engine, Recipe
-from kdlab.errors import ConfigError
+from kdlab.data.loader import TensorLoader, ViewBank
+from kdlab.data.policies import Augment
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.sources import tensor_sources
-from kdlab.teachers import Teacher
+from kdlab.tasks.image.sources import tensor_sources
+from kdlab.training.engine import Engine, Recipe
+from kdlab.training.optim import OptimConfig
+from kdlab.training.teachers import Teacher
 
 DATA = load_dataset("synthetic", num_classes=4, image_size=8, train_size=96, test_size=16)
 AUGMENT = Augment(crop=2, flip=True, rotation=10.0)
@@ -165,7 +167,7 @@ def test_cached_and_online_distillation_give_the_same_loss_on_the_same_views(tmp
     cached, described = source_for(teacher, sources, tmp_path, method)
     assert described["kind"] == "cache" and described["views"] == max(views, 1)
     live = online(teacher)
-    from kdlab.outputs import ModelOutput
+    from kdlab.core.outputs import ModelOutput
 
     for epoch in range(2):
         for batch in sources.make_train(0).epoch(epoch):

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import kdlab.data.fashion_mnist as fm
+from kdlab.core.errors import ConfigError, DataError
 from kdlab.data import DATASETS, load_dataset
 from kdlab.data.cifar import cifar10, cifar100
 from kdlab.data.digits import digits
 from kdlab.data.download import download
 from kdlab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, write_idx
 from kdlab.data.synthetic import synthetic
-from kdlab.errors import ConfigError, DataError
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from kdlab.cli import main
-from kdlab.config import DataConfig, load, resolve, to_mapping
+from kdlab.core.batch import Batch
+from kdlab.core.outputs import ModelOutput
 from kdlab.data.distillation import conform, per_example_temperature, resolve_temperature, unlabel_all_but
-from kdlab.data.loader import Batch
 from kdlab.losses import kd
 from kdlab.methods import MethodContext, build_method
-from kdlab.outputs import ModelOutput
-from kdlab.sources import config_sources
+from kdlab.pipeline.config import DataConfig, load, resolve, to_mapping
+from kdlab.tasks.image.sources import config_sources
 
 
 def test_conform_resizes_and_maps_channels():

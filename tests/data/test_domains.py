@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from kdlab.core.errors import ConfigError
 from kdlab.data import load_dataset
 from kdlab.data.domains import to_domain
-from kdlab.errors import ConfigError
 
 
 def grey_images() -> torch.Tensor:

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.config import DataConfig
-from kdlab.data.loader import Augment, TensorLoader
-from kdlab.sources import config_sources
+from kdlab.data.loader import TensorLoader
+from kdlab.data.policies import Augment
+from kdlab.pipeline.config import DataConfig
+from kdlab.tasks.image.sources import config_sources
 
 
 def data(n: int = 37) -> tuple[torch.Tensor, torch.Tensor]:

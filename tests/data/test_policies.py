@@ -2,11 +2,12 @@ import pytest
 import torch
 
 from kdlab.cache.select import online as online_teacher
-from kdlab.config import build_augment
+from kdlab.core.errors import ConfigError
 from kdlab.data.augment import cutmix, cutmix_box, jitter, rotate, vertical_flip
-from kdlab.data.loader import POLICIES, Augment, TensorLoader
-from kdlab.errors import ConfigError
-from kdlab.teachers import Teacher
+from kdlab.data.loader import TensorLoader
+from kdlab.data.policies import POLICIES, Augment
+from kdlab.pipeline.config import build_augment
+from kdlab.training.teachers import Teacher
 
 
 def images(n: int = 6, c: int = 1, size: int = 8, seed: int = 0) -> torch.Tensor:

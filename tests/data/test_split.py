@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kdlab.core.errors import ConfigError
 from kdlab.data import stratified_split, stratified_subset
-from kdlab.errors import ConfigError
 
 
 def _imbalanced_labels() -> torch.Tensor:

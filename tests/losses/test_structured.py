@@ -18,7 +18,7 @@ from kdlab.losses.structured import (
     top_k_tokens,
     top_k_weights,
 )
-from kdlab.structured.crf import Chain, k_best, log_marginals
+from kdlab.ops.crf import Chain, k_best, log_marginals
 
 LENGTHS = (5, 3, 1)
 
@@ -180,7 +180,7 @@ def test_case_1b_parser_marginals_on_offset_relation_labels_equal_brute_force():
 
 def test_case_1b_with_matrix_tree_marginals_equals_brute_force_over_trees():
     """A tree-constrained teacher (single root): the factorized loss equals the cross-entropy over all trees."""
-    from kdlab.structured.trees import enumerate_trees, matrix_tree_marginals
+    from kdlab.ops.trees import enumerate_trees, matrix_tree_marginals
 
     torch.manual_seed(1)
     n, rels = 4, 2
@@ -207,10 +207,10 @@ def test_case_1b_with_matrix_tree_marginals_equals_brute_force_over_trees():
 @pytest.mark.parametrize("arcs_mode", ["head_selection", "matrix_tree"])
 def test_case_1b_global_temperature_is_the_exact_tempered_cross_entropy(arcs_mode):
     """P_t(tree, relations)^{1/τ}/Z against the label student at τ, by enumeration (head vectors or trees)."""
+    from kdlab.core.outputs import ModelOutput
     from kdlab.methods.structured import StructuralKD, StructuralKDParams
-    from kdlab.outputs import ModelOutput
-    from kdlab.structured.labels import LabelTable, SequenceContext
-    from kdlab.structured.trees import enumerate_trees
+    from kdlab.ops.trees import enumerate_trees
+    from kdlab.tasks.structured.labels import LabelTable, SequenceContext
 
     torch.manual_seed(2)
     n, rels, tau = 3, 2, 2.0

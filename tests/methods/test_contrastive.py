@@ -5,16 +5,16 @@ import math
 import pytest
 import torch
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
 from kdlab.methods import build_method
 from kdlab.methods.base import MethodContext
 from kdlab.methods.contrastive import ContrastiveRepresentation  # registers crd
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.taps import Taps
-from kdlab.teachers import Teacher
+from kdlab.training.taps import Taps
+from kdlab.training.teachers import Teacher
 
 SHAPE = (1, 12, 12)
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.features import attention_transfer
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.taps import Taps
+from kdlab.training.taps import Taps
 
 DATA = {"num_classes": 10, "in_channels": 1, "image_size": (28, 28)}
 

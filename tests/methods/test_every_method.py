@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from kdlab.data.loader import Batch
+from kdlab.core.batch import Batch
+from kdlab.core.outputs import ModelOutput
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.taps import Taps
-from kdlab.teachers import Teacher
+from kdlab.training.taps import Taps
+from kdlab.training.teachers import Teacher
 
 
 @pytest.mark.parametrize("name", METHODS.names())

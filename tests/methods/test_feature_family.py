@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import kdlab.methods.feature  # noqa: F401  (registers fitnets, at, sad)
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.features import (
     attention_map,
     attention_transfer,
@@ -18,9 +19,8 @@ from kdlab.losses.features import (
 )
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.taps import Taps
-from kdlab.teachers import Teacher
+from kdlab.training.taps import Taps
+from kdlab.training.teachers import Teacher
 
 NAMES = ("fitnets", "at", "sad")
 SHAPE = (1, 28, 28)

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 import kdlab.methods.logit_variants  # noqa: F401  (registers the methods)
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses import kd, label_cross_entropy
 from kdlab.losses.decoupled import dist, dkd
 from kdlab.losses.logits import brier, ensemble_logits, hard_kd, reverse_kd, symmetric_kl
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.teachers import Teacher
+from kdlab.training.teachers import Teacher
 
 NAMES = ["reverse_kd", "symmetric_kl", "brier", "hard_kd", "anneal_kd", "dkd", "dist"]
 GNOSIS_ALPHA = {"reverse_kd": 0.0, "symmetric_kl": 0.5, "brier": 0.5, "hard_kd": 0.5, "anneal_kd": 0.0}

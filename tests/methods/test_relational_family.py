@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 import kdlab.methods.relational  # noqa: F401  (registers sp, rkd, pkt, gkd, topology)
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.relations import gkd_loss
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
-from kdlab.outputs import ModelOutput
-from kdlab.taps import Taps
-from kdlab.teachers import Teacher
+from kdlab.training.taps import Taps
+from kdlab.training.teachers import Teacher
 
 NAMES = ("sp", "rkd", "pkt", "gkd", "topology")
 SHAPE = (1, 28, 28)

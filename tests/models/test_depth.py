@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.models import MODELS, count_macs, count_parameters
 from kdlab.models.depth import kept_blocks
 from kdlab.models.depth_norms import RecalibratedBatchNorm
-from kdlab.taps import Taps
+from kdlab.training.taps import Taps
 
 DATA = {"num_classes": 10, "in_channels": 1, "image_size": (28, 28)}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.models import MODELS, Normalize, norm_layer
 
 PREFIX = ("num_classes", "in_channels", "image_size", "mean", "std")

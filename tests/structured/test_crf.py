@@ -5,15 +5,7 @@ import itertools
 import pytest
 import torch
 
-from kdlab.structured.crf import (
-    Chain,
-    k_best,
-    log_marginals,
-    log_partition,
-    negative_log_likelihood,
-    sequence_score,
-    viterbi,
-)
+from kdlab.ops.crf import Chain, k_best, log_marginals, log_partition, negative_log_likelihood, sequence_score, viterbi
 
 
 def random_chain(lengths, tags, seed=0, scale=1.0):

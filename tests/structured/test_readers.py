@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlab.errors import ConfigError, DataError
-from kdlab.structured.readers import (
+from kdlab.core.errors import ConfigError, DataError
+from kdlab.data.sentences.readers import (
     Sentence,
     hironsan_file,
     hironsan_split,

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import kdlab.methods.structured as sm
-from kdlab.config import ModelSpec
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
+from kdlab.data.sentences.encoding import SentenceLoader, Vocabulary, encode
+from kdlab.data.sentences.readers import Sentence
 from kdlab.methods.structured import SEQUENCE_METHODS
-from kdlab.structured.crf import Chain
-from kdlab.structured.data import SentenceLoader, Vocabulary, encode
-from kdlab.structured.labels import LabelTable, SequenceContext
-from kdlab.structured.models_io import build_sequence_model, label_order
-from kdlab.structured.readers import Sentence
+from kdlab.models.factory import ModelSpec
+from kdlab.ops.crf import Chain
+from kdlab.tasks.structured.labels import LabelTable, SequenceContext
+from kdlab.tasks.structured.models import build_sequence_model, label_order
 
-turkish = pytest.importorskip("kdlab.structured.readers").turkish_treebank_files
+turkish = pytest.importorskip("kdlab.data.sentences.readers").turkish_treebank_files
 
 
 def _have_turkish() -> bool:
@@ -152,9 +152,9 @@ def test_malformed_conllu_is_one_paragraph_naming_file_and_line(tmp_path):
 
 @needs_treebank
 def test_train_then_distill_writes_task_and_fidelity_figures(tmp_path):
-    from kdlab.config import resolve
-    from kdlab.structured.models_io import load_sequence_model
-    from kdlab.workflow import execute
+    from kdlab.pipeline.config import resolve
+    from kdlab.pipeline.execute import execute
+    from kdlab.tasks.structured.models import load_sequence_model
 
     base = {
         "data": {"name": "turkish_pos", "train_size": 40, "batch_size": 8},
@@ -209,8 +209,8 @@ def _columns(path: Path, person: str) -> Path:
 
 
 def test_conll2003_files_train_and_a_teacher_with_other_tag_names_needs_a_tag_map(tmp_path):
-    from kdlab.config import resolve
-    from kdlab.workflow import execute
+    from kdlab.pipeline.config import resolve
+    from kdlab.pipeline.execute import execute
 
     ours, theirs = _columns(tmp_path / "per.txt", "PER"), _columns(tmp_path / "person.txt", "PERSON")
     base = {

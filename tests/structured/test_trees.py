@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kdlab.structured.trees import (
+from kdlab.ops.trees import (
     chu_liu_edmonds,
     decode_eisner,
     decode_mst,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kdlab.cli import main
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.studies import fidelity
 from kdlab.studies.runner import StudyContext
 

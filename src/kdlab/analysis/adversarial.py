@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.evaluation import eval_mode
+from kdlab.training.predict import eval_mode
 
 
 def ifgsm(

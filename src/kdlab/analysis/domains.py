@@ -8,7 +8,7 @@ from torch import nn
 
 from kdlab.data.domains import domain_test_sets
 from kdlab.data.loader import to_float
-from kdlab.evaluation import eval_mode
+from kdlab.training.predict import eval_mode
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import torch
 from kdlab.analysis.boundaries import plane_grid
 from kdlab.analysis.gradcam import gradcam
 from kdlab.analysis.subjects import Subjects
-from kdlab.plotting import pyplot, save_png
+from kdlab.reporting.plotting import pyplot, save_png
 
 
 def _save(fig: Any, path: Path) -> str:

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.evaluation import eval_mode
-from kdlab.taps import Taps
+from kdlab.training.predict import eval_mode
+from kdlab.training.taps import Taps
 
 
 def gradcam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

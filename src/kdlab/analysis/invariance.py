@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.data.augment import jitter
-from kdlab.evaluation import eval_mode
+from kdlab.training.predict import eval_mode
 
 Kind = Literal["jitter", "crop", "shift"]
 

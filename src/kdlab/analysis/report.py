@@ -7,8 +7,8 @@ from typing import Any
 
 from kdlab.analysis import claims, figures
 from kdlab.analysis.subjects import Subjects
-from kdlab.checkpoint import write_json
-from kdlab.report import Section, write_report
+from kdlab.core.files import write_json
+from kdlab.reporting.pages import Section, write_report
 
 
 def _f(value: float) -> str:

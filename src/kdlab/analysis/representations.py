@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.evaluation import layer_features
+from kdlab.core.batch import Batch
 from kdlab.metrics import linear_cka
+from kdlab.training.predict import layer_features
 
 
 def cka_matrix(

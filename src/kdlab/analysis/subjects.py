@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdlab.build import load_model_file, teacher_members
-from kdlab.config import resolve
+from kdlab.core.errors import ConfigError
 from kdlab.data.base import DataInfo
 from kdlab.data.loader import to_float
-from kdlab.errors import ConfigError
-from kdlab.runs import RunFolder
-from kdlab.sources import config_sources
+from kdlab.models.factory import load_model_file, teacher_members
+from kdlab.pipeline.config import resolve
+from kdlab.runs.folder import RunFolder
+from kdlab.tasks.image.sources import config_sources
 
 
 @dataclass

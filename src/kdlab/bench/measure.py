@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from kdlab.bench.timing import PhaseTimer, no_phase, synchronize
-from kdlab.engine import Phases
+from kdlab.training.engine import Phases
 
 PARTS = ("teacher_forward", "student_forward_backward", "loss", "optimizer", "other")
 

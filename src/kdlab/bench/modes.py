@@ -18,10 +18,12 @@ from kdlab.cache.build import find_or_build
 from kdlab.cache.key import cache_key, views_description
 from kdlab.cache.select import from_cache, online
 from kdlab.cache.store import CachedOutputs
-from kdlab.data.loader import Batch, TensorLoader
-from kdlab.engine import SYNC_EVERY, Engine, Meter, Phases, Recipe, autocast_dtype
+from kdlab.core.batch import Batch
+from kdlab.data.loader import TensorLoader
 from kdlab.methods import MethodContext, build_method
-from kdlab.teachers import Teacher
+from kdlab.training.engine import SYNC_EVERY, Engine, Meter, Phases, Recipe
+from kdlab.training.precision import autocast_dtype
+from kdlab.training.teachers import Teacher
 
 KDLAB_MODES = ("student", "online", "cached")
 MODES = (*KDLAB_MODES, "reference")

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kdlab.build import build_model, teacher_members
-from kdlab.config import ModelSpec, OptimConfig
+from kdlab.core.errors import ConfigError, suggest
 from kdlab.data import load_dataset, stratified_split
 from kdlab.data.base import DataInfo
-from kdlab.errors import ConfigError, suggest
+from kdlab.models.factory import ModelSpec, build_model, teacher_members
+from kdlab.training.optim import OptimConfig
 
 FASHION_MNIST = "fashion_mnist"
 RANDOM = "random"
@@ -42,7 +42,8 @@ def _crd_optim() -> OptimConfig:
 class Pair:
     """One teacher → student pair with its data, batch size, KD hyper-parameters and optimiser.
 
-    ``teacher`` is ``pretrained:NAME`` (or another teacher string of :func:`kdlab.build.resolve_model_path`) or a
+    ``teacher`` is ``pretrained:NAME`` (or another teacher string of
+    :func:`kdlab.models.factory.resolve_model_path`) or a
     zoo spec built with random weights. ``data`` is :data:`FASHION_MNIST` (the real training split) or
     :data:`RANDOM` (uint8 noise shaped like ``info``). ``train_size`` is the images of one epoch;
     ``timed_epochs`` > 0 times that many whole epochs by default, 0 a number of steps; ``recipe_epochs`` is the

@@ -29,9 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdlab.bench.timing import no_phase
-from kdlab.config import OptimConfig
-from kdlab.engine import Phases
 from kdlab.models.common import Normalize
+from kdlab.training.engine import Phases
+from kdlab.training.optim import OptimConfig
 
 MAX_WORKERS = 8
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kdlab.bench.machine import machine_line
-from kdlab.report import markdown_table
-from kdlab.table import format_table
+from kdlab.reporting.pages import markdown_table
+from kdlab.reporting.table import format_table
 
 SPLIT_COLUMNS = {
     "teacher_forward": "teacher fwd",

@@ -21,12 +21,12 @@ from kdlab.bench.pairs import Pair, Workload, load_workload
 from kdlab.bench.reference import PerSampleImages, ReferenceLoop, classic_backend
 from kdlab.bench.timing import synchronize
 from kdlab.cache.store import CachedOutputs
-from kdlab.checkpoint import write_json
-from kdlab.config import PRECISIONS
-from kdlab.engine import Recipe, autocast_dtype
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
+from kdlab.core.files import write_json
 from kdlab.models.complexity import count_macs
-from kdlab.teachers import Teacher
+from kdlab.training.engine import Recipe
+from kdlab.training.precision import PRECISIONS, autocast_dtype
+from kdlab.training.teachers import Teacher
 
 H100_PEAK_TFLOPS = 989.0
 H100_PEAK = "H100 SXM dense bf16"

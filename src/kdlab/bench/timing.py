@@ -27,7 +27,7 @@ def no_phase(name: str) -> contextlib.AbstractContextManager[Any]:
 
 
 class PhaseTimer:
-    """A ``phases`` callable for :class:`kdlab.engine.Engine` (and the reference loop): ``timer(name)`` is a
+    """A ``phases`` callable for :class:`kdlab.training.engine.Engine` (and the reference loop): ``timer(name)`` is a
     context that adds the wall time of its block, device work included, to ``seconds[name]``."""
 
     def __init__(self, device: torch.device) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from kdlab.cache.store import CachedOutputs, CacheWriter, StaleCacheError, open_cache
 from kdlab.data.loader import TensorLoader
-from kdlab.teachers import Teacher
+from kdlab.training.teachers import Teacher
 
 Log = Callable[[str], None]
 

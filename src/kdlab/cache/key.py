@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.data.loader import Augment
+from kdlab.data.policies import Augment
 
 FORMAT = 1  # bump when the file layout or what is stored changes
 

@@ -11,15 +11,15 @@ from torch import nn
 
 from kdlab.cache.build import Log, cache_folder, cache_root, find_or_build
 from kdlab.cache.key import cache_key, views_description
+from kdlab.cache.settings import CacheConfig
 from kdlab.cache.store import CachedOutputs
-from kdlab.config import CacheConfig
-from kdlab.data.loader import Batch
-from kdlab.engine import autocast_dtype
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.methods.layers import feature_shapes
-from kdlab.outputs import ModelOutput
-from kdlab.sources import Sources
-from kdlab.teachers import Teacher
+from kdlab.tasks.image.sources import Sources
+from kdlab.training.precision import autocast_dtype
+from kdlab.training.teachers import Teacher
 
 FEATURE_BUDGET_BYTES = 4 << 30  # tapped teacher features are cached only while they take at most this much
 

@@ -18,8 +18,8 @@ import torch
 
 from kdlab.cache.key import differences
 from kdlab.cache.topk import compress_top_k, restore_top_k
-from kdlab.errors import KdlabError
-from kdlab.outputs import ModelOutput
+from kdlab.core.errors import KdlabError
+from kdlab.core.outputs import ModelOutput
 
 META = "meta.json"
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kdlab.core.typecheck import check_kwargs
 from kdlab.data import cifar, digits, domains, fashion_mnist, mnist, synthetic  # noqa: F401  (registers the data sets)
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.split import stratified_split, stratified_subset
 from kdlab.data.stats import pixel_stats
-from kdlab.typecheck import check_kwargs
 
 __all__ = [
     "DATASETS",

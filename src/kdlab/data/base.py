@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kdlab.registry import Registry
+from kdlab.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdlab.core.errors import DataError
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.download import download as fetch
 from kdlab.data.locate import describe, download_dir, search_dirs
 from kdlab.data.stats import uint8_pixel_stats
-from kdlab.errors import DataError
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 

@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from kdlab.core.errors import ConfigError
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.stats import uint8_pixel_stats
-from kdlab.errors import ConfigError
 
 Domain = Literal["orig", "color", "texture"]
 DOMAINS: tuple[str, ...] = ("orig", "color", "texture")

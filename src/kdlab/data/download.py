@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kdlab.errors import DataError
+from kdlab.core.errors import DataError
 
 CHUNK = 1 << 20
 

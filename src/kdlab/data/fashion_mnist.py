@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
+from kdlab.core.errors import DataError
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.download import download as fetch
 from kdlab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from kdlab.data.locate import describe, download_dir, search_dirs
 from kdlab.data.stats import uint8_pixel_stats
-from kdlab.errors import DataError
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian/Ubuntu package dataset-fashion-mnist

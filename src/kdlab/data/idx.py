@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlab.errors import DataError
+from kdlab.core.errors import DataError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049

@@ -10,89 +10,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
 from kdlab.data.augment import cutmix, cutmix_box, horizontal_flip, jitter, mixup, random_crop, rotate, vertical_flip
-from kdlab.distributed import part_bounds
-from kdlab.errors import ConfigError
+from kdlab.data.policies import Augment
 
 
-@dataclass(frozen=True)
-class Augment:
-    """Training-time augmentation (the policies of Stanton et al. 2021, App. A.1), applied in this order:
-    random crop after zero ``crop`` padding; horizontal ``flip``; vertical ``vflip``; ``rotation`` by an
-    angle uniform in ±degrees; ``brightness``/``contrast`` factors uniform in [1 − s, 1 + s]; ``mixup`` or
-    ``cutmix`` with λ ~ Beta(α, α) (α = 0: off; one λ per batch); then each image is replaced with
-    probability ``noise`` by uniform noise (an unlabelled example). Labels are mixed by the label loss,
-    not here; a teacher labels exactly the resulting pixels."""
-
-    crop: int = 0
-    flip: bool = False
-    vflip: bool = False
-    rotation: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    noise: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        return any(
-            (self.crop > 0, self.flip, self.vflip, self.rotation > 0, self.brightness > 0, self.contrast > 0)
-        ) or any((self.mixup > 0, self.cutmix > 0, self.noise > 0))
-
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first impossible setting."""
-        if self.mixup > 0 and self.cutmix > 0:
-            raise ValueError(f"choose mixup or cutmix, not both (mixup={self.mixup}, cutmix={self.cutmix})")
-        for name in ("crop", "rotation", "brightness", "contrast", "mixup", "cutmix", "noise"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"augment.{name} must be ≥ 0, got {getattr(self, name)}")
-        for name in ("brightness", "contrast", "noise"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"augment.{name} must lie in [0, 1], got {getattr(self, name)}")
-
-
-_BASELINE: dict[str, Any] = {"crop": 4, "flip": True}
-POLICIES: dict[str, dict[str, Any]] = {
-    "none": {},
-    "baseline": _BASELINE,
-    "rotation": {**_BASELINE, "rotation": 20.0},
-    "vflip": {**_BASELINE, "vflip": True},
-    "jitter": {**_BASELINE, "brightness": 0.2, "contrast": 0.2},
-    "combined": {**_BASELINE, "rotation": 20.0, "vflip": True, "brightness": 0.2, "contrast": 0.2},
-    "mixup": {**_BASELINE, "mixup": 1.0},
-    "cutmix": {**_BASELINE, "cutmix": 1.0},
-    "noise": {**_BASELINE, "noise": 0.2},
-}
-"""Named augmentation policies (Stanton et al. 2021, App. A.1): crop with 4-pixel padding + horizontal flip
-as the baseline, rotation ±20°, vertical flip, brightness/contrast jitter 0.2, all three combined,
-mixup and cutmix with α = 1 (λ uniform), and uniform-noise images with probability 0.2."""
-
-
-@dataclass
-class Batch:
-    """One batch: pixels ``x`` in [0, 1], labels ``y`` (−1 = unlabelled), ``index`` = sample indices
-    into the split. With mixup, ``mix_perm``/``mix_lambda`` say how the images were mixed. Batches of
-    sentences (:mod:`kdlab.structured.data`) hold token ids in ``x`` and carry a ``mask``."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    index: torch.Tensor
-    mix_perm: torch.Tensor | None = None
-    mix_lambda: float | None = None
-    temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
-    view: torch.Tensor | None = None  # [B] which stored view of each image this is (view replay), else None
-    mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
-    teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary, when it has its own
-    global_size: int | None = None  # sharded over processes: the size of the whole batch this part was cut from
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
+def part_bounds(total: int, part: int, parts: int) -> tuple[int, int]:
+    """``[lo, hi)`` of contiguous part ``part`` of ``parts`` over ``total`` items; the first ``total % parts``
+    parts hold one item more (the split of :func:`torch.tensor_split`)."""
+    size, extra = divmod(total, parts)
+    lo = part * size + min(part, extra)
+    return lo, lo + size + (part < extra)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

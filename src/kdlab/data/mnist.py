@@ -10,10 +10,10 @@ import functools
 
 import torch
 
+from kdlab.core.errors import ConfigError, DataError
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.split import stratified_split
 from kdlab.data.stats import uint8_pixel_stats
-from kdlab.errors import ConfigError, DataError
 
 CLASSES = tuple(str(d) for d in range(10))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 
 
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kdlab.core.errors import ConfigError
 from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.stats import uint8_pixel_stats
-from kdlab.errors import ConfigError
 
 # Prototypes share one smooth base image and differ by a smaller class pattern, so classes overlap
 # once noise is added: telling them apart needs the whole image, not one bright pixel.

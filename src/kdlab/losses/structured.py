@@ -3,7 +3,7 @@
 Every loss returns one value per sentence ``[B]`` — summed over the sentence's tokens — and is multiplied by
 τ²; a method averages over sentences (the official code's convention, kept for every baseline). Shapes:
 ``B`` sentences padded to ``n`` tokens, ``L`` tags, ``mask`` ``[B, n]`` a prefix mask; CRFs are
-:class:`kdlab.structured.crf.Chain`; teacher targets are log-probabilities.
+:class:`kdlab.ops.crf.Chain`; teacher targets are log-probabilities.
 
 The structural objective is the cross-entropy between the teacher's and the student's distributions over
 whole structures, which factorizes over the student's substructures u:
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.losses.logits import at_least_float32
-from kdlab.structured.crf import Chain, Marginals, log_marginals, log_partition, sequence_score
+from kdlab.ops.crf import Chain, Marginals, log_marginals, log_partition, sequence_score
 
 TemperatureMode = Literal["local", "global"]
 TEMPERATURE_MODES = ("local", "global")

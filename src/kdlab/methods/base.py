@@ -15,12 +15,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
-from kdlab.outputs import ModelOutput
-from kdlab.registry import Registry
-from kdlab.teachers import Teacher
-from kdlab.typecheck import build_dataclass
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
+from kdlab.core.registry import Registry
+from kdlab.core.typecheck import build_dataclass
+from kdlab.training.teachers import Teacher
 
 
 @runtime_checkable

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.outputs import ModelOutput
+from kdlab.core.batch import Batch
+from kdlab.core.outputs import ModelOutput
 
 
 class Combined(nn.Module):

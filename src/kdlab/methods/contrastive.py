@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
 from kdlab.losses.logits import at_least_float32, label_cross_entropy
 from kdlab.methods.base import MethodContext, register_method
 from kdlab.methods.layers import feature_shapes, pick_layers, require_rank
-from kdlab.outputs import ModelOutput
 
 
 @dataclass

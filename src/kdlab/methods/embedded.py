@@ -21,14 +21,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses import label_cross_entropy
 from kdlab.losses.features import attention_transfer, self_attention_distillation
 from kdlab.losses.logits import kl_divergence
 from kdlab.methods.base import MethodContext, register_method
 from kdlab.models.depth import DepthSwitch
-from kdlab.outputs import ModelOutput
 
 Attention = Literal["at", "sad", "none"]
 DEFAULT_ATTENTION_WEIGHT = {"at": 500.0, "sad": 1.0, "none": 0.0}

@@ -13,13 +13,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses import label_cross_entropy
 from kdlab.losses.features import attention_transfer, hint, resize_map, self_attention_distillation
 from kdlab.methods.base import MethodContext, register_method
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
-from kdlab.outputs import ModelOutput
 
 MAPS = "[C, H, W] feature maps (a 4-D [B, C, H, W] batch)"
 

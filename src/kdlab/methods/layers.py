@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
-from kdlab.evaluation import eval_mode
-from kdlab.taps import Taps
+from kdlab.core.errors import ConfigError
+from kdlab.training.predict import eval_mode
+from kdlab.training.taps import Taps
 
 Default = Literal["stages", "last_stage", "middle_stage", "embedding"]
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.data.distillation import resolve_temperature
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
 from kdlab.losses import hashed_normal, kd, label_cross_entropy, noisy_soft_labels, soft_target_cross_entropy
 from kdlab.losses.logits import EnsembleTemperature
 from kdlab.methods.base import MethodContext, register_method
-from kdlab.outputs import ModelOutput
 
 
 def _labels(student: ModelOutput, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses.decoupled import dist, dkd
 from kdlab.losses.logits import HardLabels, anneal_kd, brier, hard_kd, label_cross_entropy, reverse_kd, symmetric_kl
 from kdlab.methods.base import MethodContext, register_method
-from kdlab.outputs import ModelOutput
 
 
 def _check(name: str, temperature: float, alpha: float) -> None:

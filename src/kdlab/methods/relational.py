@@ -16,14 +16,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
 from kdlab.losses import label_cross_entropy
 from kdlab.losses.relations import Edges, gkd_loss, pkt_loss, rkd_loss, sp_loss, topology_loss
 from kdlab.methods.base import MethodContext, register_method
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
-from kdlab.outputs import ModelOutput
-from kdlab.taps import resolve_modules
+from kdlab.training.taps import resolve_modules
 
 Layers = tuple[str, ...]
 

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.data.loader import Batch
-from kdlab.errors import ConfigError
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import ModelOutput
+from kdlab.core.registry import Registry
 from kdlab.losses.structured import (
     TemperatureMode,
     crf_teacher_marginals,
@@ -37,11 +39,9 @@ from kdlab.losses.structured import (
     top_k_weights,
 )
 from kdlab.models.sequence import chain_of
-from kdlab.outputs import ModelOutput
-from kdlab.registry import Registry
-from kdlab.structured.crf import Chain, k_best, log_marginals
-from kdlab.structured.labels import LabelTable, SequenceContext
-from kdlab.structured.trees import decode_mst, head_selection_log_marginals, matrix_tree_marginals
+from kdlab.ops.crf import Chain, k_best, log_marginals
+from kdlab.ops.trees import decode_mst, head_selection_log_marginals, matrix_tree_marginals
+from kdlab.tasks.structured.labels import LabelTable, SequenceContext
 
 SEQUENCE_METHODS: Registry = Registry("sequence method")
 CASE_TEMPERATURE = {"1a": 3.0, "2a": 5.0, "3": 1.0, "1b": 3.0, "token": 3.0}

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 
 NormKind = Literal["batch", "layer", "none"]
 NORM_KINDS: tuple[str, ...] = ("batch", "layer", "none")

@@ -7,7 +7,7 @@
 
 ``budgets`` (``{depth: [blocks per stage]}``) replaces the named depths by any nested budgets. The network
 is built at its full depth; :meth:`static_spec` names the plain zoo model that one depth is (used by
-:func:`kdlab.depths.export`).
+:func:`kdlab.tasks.image.depths.export`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.models.common import check_positive
 from kdlab.models.depth import BnMode, DepthSwitch, Keep, check_budgets, check_modes, deepest
 from kdlab.models.registry import MODELS

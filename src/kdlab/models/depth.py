@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.models.depth_norms import RecalibratedBatchNorm, make_norm
 
 BnMode = Literal["shared", "private", "recalibrated"]

@@ -1,5 +1,5 @@
 """The registry of zoo models."""
 
-from kdlab.registry import Registry
+from kdlab.core.registry import Registry
 
 MODELS: Registry = Registry("model")

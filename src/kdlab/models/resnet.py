@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdlab.errors import ConfigError
+from kdlab.core.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
 from kdlab.models.registry import MODELS
 

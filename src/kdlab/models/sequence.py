@@ -1,8 +1,9 @@
 """Sequence models: word + character encoders (BiLSTM, small Transformer), MaxEnt/CRF taggers and a biaffine
 first-order dependency parser.
 
-Inputs are the ``x`` of :mod:`kdlab.structured.data` (``[B, n, 1 + C]``: word id, then character ids; word id 0 =
-padding). Every model returns a :class:`~kdlab.outputs.ModelOutput`: a tagger's ``logits`` are its emissions
+Inputs are the ``x`` of :mod:`kdlab.data.sentences.encoding` (``[B, n, 1 + C]``: word id, then character ids;
+word id 0 =
+padding). Every model returns a :class:`~kdlab.core.outputs.ModelOutput`: a tagger's ``logits`` are its emissions
 ``[B, n, L]`` (a CRF adds ``transitions`` ``[L, L]`` (from, to), ``start`` and ``end`` ``[L]``); the parser's
 are arc scores ``[B, n, n+1]`` (word m's head h, 0 = ROOT) with relation scores ``[B, n, n+1, R]``.
 Models are registered by name in ``SEQUENCE_MODELS`` and built from the vocabulary sizes.
@@ -16,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kdlab.outputs import ModelOutput
-from kdlab.registry import Registry
-from kdlab.structured.crf import Chain
+from kdlab.core.outputs import ModelOutput
+from kdlab.core.registry import Registry
+from kdlab.ops.crf import Chain
 
 SEQUENCE_MODELS: Registry = Registry("sequence model")
 Head = Literal["maxent", "crf"]
@@ -180,7 +181,7 @@ class BiaffineParser(nn.Module):
 
 def _encoder(kind: str, num_words: int, num_chars: int, options: dict) -> nn.Module:
     if kind not in ("bilstm", "transformer"):
-        from kdlab.errors import ConfigError
+        from kdlab.core.errors import ConfigError
 
         raise ConfigError(f"Unknown encoder {kind!r}; valid: bilstm, transformer.")
     return make_encoder(kind, num_words, num_chars, **options)

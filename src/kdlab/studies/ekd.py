@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from kdlab.build import load_model_file
-from kdlab.config import resolve
-from kdlab.depths import export
-from kdlab.errors import ConfigError, suggest
-from kdlab.evaluation import eval_mode, model_predictor, predict_all
-from kdlab.runs import RunFolder
-from kdlab.sources import config_sources
+from kdlab.core.errors import ConfigError, suggest
+from kdlab.models.factory import load_model_file
+from kdlab.pipeline.config import resolve
+from kdlab.runs.folder import RunFolder
+from kdlab.runs.summaries import student_key
 from kdlab.studies.runner import StudyContext
-from kdlab.summaries import student_key
+from kdlab.tasks.image.depths import export
+from kdlab.tasks.image.sources import config_sources
+from kdlab.training.predict import eval_mode, model_predictor, predict_all
 
 
 @dataclass(frozen=True)

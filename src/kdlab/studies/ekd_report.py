@@ -7,9 +7,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from kdlab.checkpoint import write_json
-from kdlab.plotting import pyplot, save_png
-from kdlab.report import Section, write_report
+from kdlab.core.files import write_json
+from kdlab.reporting.pages import Section, write_report
+from kdlab.reporting.plotting import pyplot, save_png
 from kdlab.studies.runner import Stat
 from kdlab.studies.verdicts import word
 

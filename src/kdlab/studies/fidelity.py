@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from kdlab.checkpoint import write_json
-from kdlab.errors import ConfigError, suggest
-from kdlab.report import write_report
+from kdlab.core.errors import ConfigError, suggest
+from kdlab.core.files import write_json
+from kdlab.reporting.pages import write_report
 from kdlab.studies.fidelity_data import augmentation, easy, ensemble, temperature
 from kdlab.studies.fidelity_optim import interpolation, optimization
 from kdlab.studies.fidelity_setup import PRESETS, Scale, base_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from kdlab.report import Section
+from kdlab.reporting.pages import Section
 from kdlab.studies import plots
 from kdlab.studies.fidelity_setup import Scale, self_teachers, single_teacher_runs
 from kdlab.studies.probes import cka_by_stage

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kdlab.plotting import pyplot, save_png
+from kdlab.reporting.plotting import pyplot, save_png
 from kdlab.studies.runner import Stat, stat
 
 

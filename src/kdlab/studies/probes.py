@@ -7,17 +7,16 @@ from typing import Any
 
 import torch
 
-from kdlab.build import build_model, load_model_file, resolve_model_path
-from kdlab.config import ModelSpec
+from kdlab.analysis.surface import loss_surface, plot_surface
 from kdlab.data import load_dataset
 from kdlab.data.loader import to_float
 from kdlab.data.split import stratified_subset
-from kdlab.interpolation import interpolate_from_teacher
 from kdlab.losses import kd
 from kdlab.metrics import linear_cka, rbf_cka
+from kdlab.models.factory import ModelSpec, build_model, load_model_file, resolve_model_path
 from kdlab.studies.runner import StudyContext
-from kdlab.surface import loss_surface, plot_surface
-from kdlab.taps import Taps
+from kdlab.training.interpolation import interpolate_from_teacher
+from kdlab.training.taps import Taps
 
 PROBE_IMAGES = 1000
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdlab.config import apply_overrides, resolve
-from kdlab.workflow import Outcome, execute, member_name
+from kdlab.pipeline.config import apply_overrides, resolve
+from kdlab.pipeline.execute import Outcome, execute, member_name
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

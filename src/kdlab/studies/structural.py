@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab.errors import ConfigError, suggest
+from kdlab.core.errors import ConfigError, suggest
 from kdlab.studies.runner import Stat, StudyContext, merge
 
 

@@ -6,9 +6,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from kdlab.checkpoint import write_atomic, write_json
+from kdlab.core.files import write_atomic, write_json
+from kdlab.reporting.table import format_table
 from kdlab.studies.runner import Stat
-from kdlab.table import format_table
 
 TIE = 0.003  # papers.md §6.6: differences within ±0.3 points count as ties
 NAMES = {"accuracy": "token accuracy", "f1": "span F1", "las": "LAS"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kdlab.report import Section
+from kdlab.reporting.pages import Section
 from kdlab.studies.runner import Stat, stat
 
 

@@ -1,0 +1,68 @@
+"""Atomic writes and careful reads of checkpoints and result files.
+
+Nothing is written in place: a temporary file in the same folder is flushed to disk and renamed
+over the target, so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdlab.core.errors import CheckpointError
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; results should be as readable as any other
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def save(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` made atomic."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def load(path: Path, *, what: str = "checkpoint") -> dict[str, Any]:
+    """Read a checkpoint onto the CPU; a missing, truncated or foreign file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"The {what} {path} does not exist.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"The {what} {path} is unreadable or truncated ({reason}). It may have been cut short by a full "
+            "disk or an interrupted copy; restore it, or delete it and start the run again."
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"The {what} {path} holds a {type(obj).__name__}, not a kdlab checkpoint.")
+    return obj

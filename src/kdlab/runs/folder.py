@@ -1,0 +1,128 @@
+"""Run folders: ``runs/<name>/`` with config.yaml, metrics.jsonl, summary.json, state.pt and model.pt.
+
+Every file is written atomically. A folder that already holds a run is never overwritten: starting
+a new run there is an error; resuming checks that the configuration is the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kdlab.core.files import write_atomic, write_json
+from kdlab.core.errors import RunFolderError
+
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RUN_FILE = "config.yaml", "metrics.jsonl", "summary.json", "run.json"
+STATE_FILE, MODEL_FILE, GROUP_FILE = "state.pt", "model.pt", "group.json"
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def unique_name(root: Path, stem: str) -> str:
+    """``stem-<time>``, with a suffix if that folder exists already."""
+    name, k = f"{stem}-{timestamp()}", 2
+    while (root / name).exists():
+        name, k = f"{stem}-{timestamp()}-{k}", k + 1
+    return name
+
+
+@dataclass
+class RunFolder:
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / SUMMARY_FILE).is_file()
+
+    def claim(
+        self, mapping: dict[str, Any], *, command: str, resume: bool, comparable: dict[str, Any] | None = None
+    ) -> None:
+        """Create the folder for a new run, or check it holds this very run when resuming.
+
+        ``comparable`` is the part of the configuration that must match on resume (default: all of it).
+        """
+        config = self.path / CONFIG_FILE
+        if not resume:
+            self.check_free()
+        if config.is_file():
+            old = yaml.safe_load(config.read_text()) or {}
+            mine = comparable if comparable is not None else mapping
+            theirs = {k: old.get(k) for k in mine}
+            if json.dumps(theirs, sort_keys=True, default=str) != json.dumps(mine, sort_keys=True, default=str):
+                changed = sorted(
+                    k for k in mine if json.dumps(mine[k], default=str) != json.dumps(theirs[k], default=str)
+                )
+                raise RunFolderError(
+                    f"The run in {self.path} was started with another configuration (differs in: "
+                    f"{', '.join(changed)}); it cannot be resumed with this one. Resume with "
+                    f"`kdlab resume {self.path}` (it reads the saved config.yaml) or choose another name."
+                )
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / RUN_FILE, {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_atomic(config, yaml.safe_dump(mapping, sort_keys=False).encode())
+
+    def command(self) -> Literal["train", "distill"]:
+        """``train`` or ``distill``: what started this run."""
+        path = self.path / RUN_FILE
+        if not path.is_file():
+            raise RunFolderError(f"{self.path} is not a kdlab run folder (no {RUN_FILE}); give a folder under runs/.")
+        return json.loads(path.read_text())["command"]
+
+    def check_free(self) -> None:
+        """A new run may start here: the folder is absent or empty."""
+        if (self.path / CONFIG_FILE).is_file():
+            raise RunFolderError(
+                f"The output folder {self.path} already holds a run. Choose another name (name=...), "
+                f"resume it with `kdlab resume {self.path}`, or delete the folder to start over."
+            )
+        if self.path.exists() and any(self.path.iterdir()):
+            raise RunFolderError(
+                f"The output folder {self.path} is not empty but holds no kdlab run; choose another name or "
+                "runs_dir, or empty the folder."
+            )
+
+    def read_config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.path / CONFIG_FILE).read_text()) or {}
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl from the full history (one JSON object per epoch) — atomically."""
+        text = "".join(json.dumps(record, default=str) + "\n" for record in history)
+        write_atomic(self.path / METRICS_FILE, text.encode())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY_FILE, summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads((self.path / SUMMARY_FILE).read_text())
+
+    def write_group(self, record: dict[str, Any]) -> None:
+        write_json(self.path / GROUP_FILE, record)
+
+
+def index_root(folder: Path) -> Path:
+    """The runs root of ``folder``: the nearest ancestor holding the run index, else its parent."""
+    from kdlab.runs.index import INDEX_FILE
+
+    for parent in Path(folder).resolve().parents:
+        if (parent / INDEX_FILE).is_file():
+            return parent
+    return Path(folder).resolve().parent
