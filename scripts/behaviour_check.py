@@ -34,8 +34,11 @@ JOBS = {
 }
 # keys whose values are timings, sizes of this machine's files, or names that change with the folder
 IGNORED = ("time", "wall", "latency", "seconds", "_s", "started", "finished", "created", "mib", "folder", "versions")
-# number fields whose name changed on purpose with the one-pipeline refactoring (old name → new name)
+# number fields whose name changed on purpose with the one-pipeline refactoring (old name → new name, and how the
+# old value reads under the new name): the label weight is ce_weight everywhere, the structured methods' λ
+# (interpolation) became ce_weight = 1 − λ, their label term "labels" became "ce", a trained model is a "student"
 RENAMED = {"alpha": "ce_weight", "interpolation": "ce_weight", "labels": "ce", "model": "student"}
+CONVERTED = {"interpolation": lambda value: 1.0 - value}
 
 
 def ignored(key: str) -> bool:
@@ -50,8 +53,11 @@ def numbers(obj: Any, prefix: str, out: dict[str, float]) -> None:
         out[prefix] = float(obj)
     elif isinstance(obj, dict):
         for key, value in obj.items():
-            if not ignored(str(key)):
-                numbers(value, f"{prefix}.{RENAMED.get(str(key), key)}", out)
+            if ignored(str(key)):
+                continue
+            if str(key) in CONVERTED and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = CONVERTED[str(key)](value)
+            numbers(value, f"{prefix}.{RENAMED.get(str(key), key)}", out)
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             numbers(value, f"{prefix}[{i}]", out)

@@ -24,5 +24,5 @@ def synthetic_teacher(tmp_path_factory) -> Path:
 
     runs = tmp_path_factory.mktemp("teacher-runs")
     result = kdlab.train("cnn", "synthetic", epochs=4, lr=0.1, runs_dir=runs, name="teacher", device="cpu")
-    assert result.metrics["model"]["test"]["accuracy"] > 0.5
+    assert result.metrics["student"]["test"]["accuracy"] > 0.5
     return result.run_dir

@@ -6,15 +6,8 @@ from torch import nn
 
 from kdlab.core.errors import CheckpointError, ConfigError
 from kdlab.data.base import DataInfo
-from kdlab.models.factory import (
-    ModelSpec,
-    build_model,
-    check_teacher,
-    load_model_file,
-    resolve_model_path,
-    save_model_file,
-    teacher_members,
-)
+from kdlab.models.factory import ModelSpec, build_model, check_models
+from kdlab.models.files import load_model_file, resolve_model_path, save_model_file, teacher_members
 from kdlab.training.teachers import Teacher
 
 INFO = DataInfo("toy", 5, 1, (8, 8), (0.3,), (0.2,))
@@ -84,8 +77,8 @@ def test_group_folder_resolves_to_its_seeds(tmp_path):
 
 def test_teacher_class_count_and_input_shape_are_checked():
     teacher = Teacher(build_model(ModelSpec("mlp"), DataInfo("other", 3, 1, (8, 8), (0.5,), (0.5,))))
-    with pytest.raises(ConfigError, match="predicts 3 classes but the data set 'toy' has 5"):
-        check_teacher(teacher, INFO, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"outputs of shape \(2, 3\) for a batch of 2, but the data set 'toy' has 5"):
+        check_models(list(teacher.members), INFO, torch.device("cpu"), role="Teacher")
     teacher = Teacher(build_model(ModelSpec("mlp"), DataInfo("rgb", 5, 3, (8, 8), (0.5,) * 3, (0.5,) * 3)))
     with pytest.raises(ConfigError, match="cannot take toy images of shape"):
-        check_teacher(teacher, INFO, torch.device("cpu"))
+        check_models(list(teacher.members), INFO, torch.device("cpu"), role="Teacher")

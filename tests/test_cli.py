@@ -52,7 +52,7 @@ def test_teacher_with_other_class_count(capsys, synthetic_teacher, tmp_path):
     code, _, err = run(
         capsys, "distill", "data=digits", f"teacher={synthetic_teacher}", "epochs=1", "--quiet", f"runs_dir={tmp_path}"
     )
-    assert_one_paragraph(code, err, "predicts 4 classes", "'digits' has 10")
+    assert_one_paragraph(code, err, "outputs of shape (2, 4)", "'digits' has 10 classes")
 
 
 def test_missing_data_says_how_to_get_it(capsys, synthetic_teacher, tmp_path):

@@ -62,14 +62,14 @@ def test_combined_method_sums_terms_and_counts_labels_once():
     student = MODELS.get("cnn")(num_classes=4, in_channels=1, width=4)
     teacher = Teacher(MODELS.get("cnn")(num_classes=4, in_channels=1, width=4))
     ctx = MethodContext(student, teacher, 4, input_shape=(1, 8, 8))
-    combined = build_method("kd+ce", {"kd": {"alpha": 0.5}}, ctx)
-    kd = build_method("kd", {"alpha": 0.5}, ctx)
+    combined = build_method("kd+ce", {"kd": {"ce_weight": 0.5}}, ctx)
+    kd = build_method("kd", {"ce_weight": 0.5}, ctx)
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 4, (6,))
     batch, s, t = Batch(x=x, y=y, index=torch.arange(6)), ModelOutput(student(x)), teacher(x)
     terms = combined(s, t, batch)
     assert set(terms) == {"kd", "ce"}  # the second method's ce is not counted again
     assert all(torch.equal(terms[k], v) for k, v in kd(s, t, batch).items())
-    assert combined.needs_teacher and params_mapping(combined.params)["kd"]["alpha"] == 0.5
+    assert combined.needs_teacher and params_mapping(combined.params)["kd"]["ce_weight"] == 0.5
 
 
 def test_combined_method_options_live_under_each_part():

@@ -8,7 +8,7 @@ import torch
 from kdlab.cli import main
 from kdlab.data.base import DataInfo
 from kdlab.models import MODELS, count_macs, count_parameters
-from kdlab.models.factory import load_model_file
+from kdlab.models.files import load_model_file
 from kdlab.tasks.image.depths import depth_figures, export, export_gap
 
 SIZE = 12  # small images keep VGG-19 and ResNet-34 fast
@@ -100,8 +100,8 @@ def test_train_ekd_then_export_from_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "per depth" in out and "agr. full net %" in out
     summary = json.loads((run / "summary.json").read_text())
-    depths = summary["model"]["depths"]
-    assert set(depths) == {"8", "14"} and summary["model"]["test"]["accuracy"] == depths["14"]["accuracy"]
+    depths = summary["student"]["depths"]
+    assert set(depths) == {"8", "14"} and summary["student"]["test"]["accuracy"] == depths["14"]["accuracy"]
     assert main(["export", str(run), "depth=8"]) == 0
     plain, record = load_model_file(run / "depth8.pt")
     assert record["model"] == {"name": "resnet", "options": {"width": 4, "stem_width": 4, "blocks": [1, 1, 1]}}
@@ -123,6 +123,6 @@ def test_the_python_api_trains_a_users_switchable_model_with_ekd(tmp_path):
     model = MODELS.get("ddnn_resnet")(num_classes=3, in_channels=1, depths=(8, 14), width=4, stem_width=4)
     test = (x[:32], y[:32])
     result = kdlab.train(model, (x, y), test=test, method="ekd", epochs=1, runs_dir=tmp_path, progress=False)
-    depths = result.metrics["model"]["depths"]
+    depths = result.metrics["student"]["depths"]
     assert set(depths) == {"8", "14"} and "accuracy_full_bn" in depths["8"]
     assert any(k.startswith("kl_d8") for k in result.history[-1]["train"])

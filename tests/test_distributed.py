@@ -113,7 +113,7 @@ def test_sequence_data_under_torchrun_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "0")
     assert main(["distill", "data=conll2003", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "sequence data set" in err and "without torchrun" in err and "Traceback" not in err
+    assert "sentence data set" in err and "without torchrun" in err and "Traceback" not in err
 
 
 def test_a_shard_takes_its_piece_of_each_batch_before_augmenting():
@@ -136,7 +136,7 @@ def test_a_shard_takes_its_piece_of_each_batch_before_augmenting():
     six = [whole.shard(r, 6) for r in range(6)]  # the last batch of 5 cannot feed 6 processes: every one drops it
     assert all(len(s) == len(list(s.epoch(0))) == 4 for s in six)
     mixed = TensorLoader(x, y, 8, shuffle=True, augment=Augment(mixup=1.0), seed=4).shard(1, 2)
-    assert all(sorted(b.mix_perm.tolist()) == list(range(len(b))) for b in mixed.epoch(0))  # partners in the piece
+    assert all(sorted(b.extras.mix_perm.tolist()) == list(range(len(b))) for b in mixed.epoch(0))  # partners in the piece
     with pytest.raises(ConfigError, match="global batch"):
         whole.shard(0, 9)
 

@@ -26,7 +26,7 @@ def make_engine(path, *, epochs=3, hooks=(), method="kd", seed=0, init=0) -> Eng
     teacher = Teacher(MODELS.get("cnn")(num_classes=4, in_channels=1, width=4))
     torch.manual_seed(init)
     student = MODELS.get("cnn")(num_classes=4, in_channels=1, width=4)
-    params = {"temperature": 4.0, "alpha": 0.3} if method == "kd" else {}
+    params = {"temperature": 4.0, "ce_weight": 0.3} if method == "kd" else {}
     m = build_method(method, params, MethodContext(student, teacher, 4))
     loader = TensorLoader(DATA.train_x, DATA.train_y, 32, shuffle=True, augment=Augment(2, True, 0.5), seed=seed)
     engine = Engine(

@@ -67,7 +67,7 @@ def test_ensemble_syntax_and_bad_values():
 
 def test_evaluate_measures_cka_between_named_layers(capsys, two_teachers):
     import kdlab
-    from kdlab.models.factory import load_model_file
+    from kdlab.models.files import load_model_file
 
     t, t2 = two_teachers
     same = load_model_file(t / "model.pt")[0]

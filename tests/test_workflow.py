@@ -45,7 +45,7 @@ def test_distill_with_independent_control_writes_everything(capsys, synthetic_te
     assert set(summary["teacher"]["test"]) == {"accuracy", "nll", "ece"}
     assert set(summary["student"]["test"]) == {"accuracy", "nll", "ece", "agreement", "kl", "tv"}
     assert {"agreement", "kl", "tv"} <= set(summary["student"]["train"])
-    assert summary["method"] == {"name": "kd", "temperature": 4.0, "alpha": 0.0, "ensemble": "after_mean"}
+    assert summary["method"] == {"name": "kd", "temperature": 4.0, "ce_weight": 0.0, "ensemble": "after_mean"}
     assert summary["seed"] == 0 and summary["wall_time_s"] > 0 and summary["versions"]["torch"] == torch.__version__
     for metric in ("accuracy", "agreement"):
         assert 0 <= summary["student"]["test"][metric] <= 1
@@ -130,7 +130,7 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
 
 def test_python_api_with_tensors_dataset_and_loader(synthetic_teacher, tmp_path):
     data = load_dataset("synthetic", num_classes=4, image_size=8)
-    teacher = kdlab.models.factory.load_model_file(synthetic_teacher / "model.pt")[0]
+    teacher = kdlab.models.files.load_model_file(synthetic_teacher / "model.pt")[0]
     x, y = data.train_x.float() / 255, data.train_y
     test = (data.test_x.float() / 255, data.test_y)
     for name, train in [
@@ -186,9 +186,9 @@ def test_main_preset_with_the_shipped_teacher(capsys, fashion_mnist_available, t
 
 
 def test_api_checks_the_student_and_evaluates_named_splits(synthetic_teacher, tmp_path):
-    teacher = kdlab.models.factory.load_model_file(synthetic_teacher / "model.pt")[0]
+    teacher = kdlab.models.files.load_model_file(synthetic_teacher / "model.pt")[0]
     wrong = MODELS.get("cnn")(num_classes=7, in_channels=1, width=4)
-    with pytest.raises(kdlab.core.errors.ConfigError, match=r"Student 0 .* predicts 7 classes"):
+    with pytest.raises(kdlab.core.errors.ConfigError, match=r"The student .* outputs of shape \(2, 7\)"):
         kdlab.distill(teacher=teacher, student=wrong, train="synthetic", runs_dir=tmp_path, device="cpu")
     assert not any(tmp_path.iterdir())  # nothing written for a refused run
     val = kdlab.evaluate(teacher=teacher, student=teacher, data="synthetic", split="val", device="cpu")

@@ -1,4 +1,5 @@
-"""The Python API: distil (or train) the user's own models on the user's own data.
+"""The Python API: distil (or train) the user's own models on the user's own data, through the same planning and
+execution as the command line (so the same checks, run folders and index rows).
 
 >>> result = kdlab.distill(teacher=big_model, student=small_model, train=(x, y), test=(x_test, y_test),
 ...                        method="kd", temperature=4.0, epochs=5)
@@ -7,7 +8,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -15,34 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from kdlab.core.errors import ConfigError
-from kdlab.core.typecheck import build_dataclass
 from kdlab.data.policies import Augment
-from kdlab.data.user import UserData, user_sources
-from kdlab.methods import method_params, needs_teacher, params_mapping
-from kdlab.models.factory import ModelSpec, build_model, check_models, check_teacher, teacher_members
-from kdlab.pipeline.config import DataConfig, MethodConfig, build_augment
-from kdlab.pipeline.execute import summary_record
-from kdlab.pipeline.member import Member, Shared, resolve_device, run_member
-from kdlab.runs.folder import RunFolder, unique_name
-from kdlab.runs.index import RunIndex, RunRecord
-from kdlab.tasks.image.sources import config_sources
+from kdlab.data.user import UserData
+from kdlab.models.factory import OBJECT
+from kdlab.pipeline.config import DataConfig, resolve
+from kdlab.pipeline.dispatch import run
+from kdlab.pipeline.member import resolve_device
+from kdlab.pipeline.task import Provided
+from kdlab.tasks.image.task import evaluate_models
+from kdlab.tasks.image.teachers import TeacherLike
 from kdlab.training import distributed
-from kdlab.training.engine import Recipe
-from kdlab.training.optim import OptimConfig
-from kdlab.training.predict import eval_mode, layer_cka, predict_all, split_metrics
 from kdlab.training.teachers import Teacher
 
-TeacherLike = nn.Module | Sequence[nn.Module] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+IMAGE_TASK = "image_classification"  # the task of data given as tensors, Datasets and DataLoaders
+DEFAULT_BATCH = 128
 
 
 @dataclass
 class DistillResult:
-    """The trained student, its metrics (``{"teacher": {"test"}, "student": {"test", "train"}}``),
-    the per-epoch history and the run folder."""
+    """The trained student, its metrics (``{"teacher": {"test"}, "student": {"test", "train"}}``; ``teacher`` when
+    there was one), the per-epoch history and the run folder."""
 
     student: nn.Module
     metrics: dict[str, Any]
@@ -51,20 +48,39 @@ class DistillResult:
     summary: dict[str, Any]
 
 
-def _teacher(teacher: TeacherLike, info: Any, device: torch.device) -> Teacher:
+def _teachers(teacher: TeacherLike | None) -> tuple[list[Any], list[Any] | None]:
+    """(the configuration's teacher list, the teacher objects) for what the API was given."""
+    if teacher is None:
+        return [], None
     if isinstance(teacher, Teacher):
-        members: list[nn.Module] = list(teacher.members)
-    elif isinstance(teacher, nn.Module):
-        members = [teacher]
-    elif isinstance(teacher, str | os.PathLike):
-        members = teacher_members([str(teacher)], info)
-    elif isinstance(teacher, Sequence) and teacher:
-        members = [m for t in teacher for m in ([t] if isinstance(t, nn.Module) else teacher_members([str(t)], info))]
-    else:
+        teacher = list(teacher.members)
+    if isinstance(teacher, str | os.PathLike):
+        return [str(teacher)], None
+    items = [teacher] if isinstance(teacher, nn.Module) else list(teacher) if isinstance(teacher, Sequence) else None
+    if not items:
         raise ConfigError(f"teacher must be an nn.Module, a list of them, or a path/pretrained name; got {teacher!r}.")
-    out = Teacher(members).to(device)
-    check_teacher(out, info, device)
-    return out
+    if all(isinstance(t, str | os.PathLike) for t in items):
+        return [str(t) for t in items], None
+    names = [f"{OBJECT}{type(t).__name__}" if isinstance(t, nn.Module) else str(t) for t in items]
+    return names, items
+
+
+def _batch_size(train: UserData, batch_size: int | None) -> int:
+    if not isinstance(train, DataLoader):
+        return DEFAULT_BATCH if batch_size is None else batch_size
+    own = train.batch_size
+    if own is None:
+        raise ConfigError("The training DataLoader has no batch_size (a batch_sampler); give a DataLoader with one.")
+    if batch_size is not None and batch_size != own:
+        raise ConfigError(
+            f"batch_size={batch_size}, but the training DataLoader makes batches of {own}; a DataLoader keeps its own "
+            "batches, so leave batch_size out (or build the DataLoader with the batch size you want)."
+        )
+    return own
+
+
+def _augment(augment: Augment | str | dict[str, Any] | None) -> Any:
+    return dataclasses.asdict(augment) if isinstance(augment, Augment) else augment
 
 
 def distill(
@@ -76,7 +92,7 @@ def distill(
     method: str = "kd",
     val: UserData | None = None,
     epochs: int = 10,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     optimizer: str = "sgd",
     lr: float = 0.05,
     weight_decay: float = 5e-4,
@@ -89,15 +105,19 @@ def distill(
     name: str | None = None,
     progress: bool = False,
     teacher_cache: bool = True,
+    num_classes: int | None = None,
     **hyper_parameters: Any,
 ) -> DistillResult:
     """Distil ``teacher`` (a model, a list of models = an ensemble, or a saved one) into ``student``.
 
-    ``train``/``test``/``val`` are ``(x, y)`` tensors, a ``Dataset`` of ``(input, label)`` pairs, a
-    ``DataLoader``, or a kdlab data set name (e.g. ``"fashion_mnist"``, then ``test`` is its test split).
-    ``student`` is an ``nn.Module`` or a zoo name. ``hyper_parameters`` go to the method (e.g.
-    ``temperature=4``, ``alpha=0.1``; feature methods take ``student_layers``/``teacher_layers``,
-    module paths). Writes ``runs_dir/name`` and returns the trained student with its metrics.
+    ``train``/``test``/``val`` are ``(x, y)`` tensors (images ``[N, C, H, W]``, vectors ``[N, d]``, ...), a
+    ``Dataset`` of ``(input, label)`` pairs, a ``DataLoader`` (its own batches: leave ``batch_size`` out), or a
+    kdlab data set name (e.g. ``"fashion_mnist"``, then ``test`` is its test split). ``student`` is an
+    ``nn.Module`` or a zoo name; a model's forward may return logits, a tuple whose first element they are, or an
+    object/mapping with ``logits``. ``num_classes`` defaults to one more than the largest label. The method's
+    hyper-parameters go as keywords (``temperature=4``, ``ce_weight=0.1``; feature methods take
+    ``student_layers``/``teacher_layers``, module paths). Everything is checked before anything is written; the run
+    goes to ``runs_dir/name`` and the index, and the trained student comes back with its metrics.
     """
     if distributed.launched():
         raise ConfigError(
@@ -105,83 +125,55 @@ def distill(
             f"{distributed.world_size()}. For data-parallel training use the command: torchrun ... -m kdlab distill "
             "(your own model as student=package.module:callable); or run this script with plain python."
         )
-    dev = resolve_device(device)
-    params = method_params(method, hyper_parameters)
-    if teacher is None and needs_teacher(method):
-        raise ConfigError(f"Method {method!r} needs a teacher; pass teacher=... (or use method='ce').")
-    optim = build_dataclass(
-        OptimConfig,
-        {
+    named_data = isinstance(train, str)
+    teacher_names, teacher_objects = _teachers(teacher)
+    data: dict[str, Any] = {
+        "name": train if named_data else f"{OBJECT}data",
+        "batch_size": _batch_size(train, batch_size),
+    }
+    if augment is not None:
+        data["augment"] = _augment(augment)
+    raw: dict[str, Any] = {
+        "name": name,
+        "runs_dir": str(runs_dir),
+        "data": data,
+        "student": student if isinstance(student, str) else {"name": f"{OBJECT}{type(student).__name__}"},
+        "teacher": teacher_names,
+        "method": {"name": method, **hyper_parameters},
+        "optim": {
             "name": optimizer,
             "lr": lr,
             "weight_decay": weight_decay,
             "schedule": schedule,
             "warmup_epochs": warmup_epochs,
         },
-        "optimizer",
-    )
-    aug = build_augment(augment, "augment")
-    sources = user_sources(train, test, val, batch_size=batch_size, augment=aug, device=dev)
-    shared_teacher = None if teacher is None else _teacher(teacher, sources.info, dev)
-    shared = Shared(sources, dev, shared_teacher, None if teacher is None else _describe(teacher))
-    spec = ModelSpec(student, {}) if isinstance(student, str) else None
-    if spec is None:
-        check_models([student], sources.info, next(student.parameters()).device, role="Student")
-    make = (lambda: build_model(spec, sources.info)) if spec else (lambda: student)
-    command = "distill" if teacher is not None else "train"
-    root = Path(runs_dir)
-    folder = RunFolder(root / (name or unique_name(root, f"api-{command}-{method}")))
-    mapping = {
-        "api": True,
-        "command": command,
-        "teacher": shared.teacher_name,
-        "student": student if isinstance(student, str) else type(student).__name__,
-        "method": {"name": method, **params_mapping(params)},
         "epochs": epochs,
-        "batch_size": batch_size,
-        "optim": vars(optim),
-        "augment": vars(aug),
-        "seed": seed,
-        "data": sources.info.name,
+        "seeds": [seed],
+        "device": device,
+        "teacher_cache": teacher_cache,
     }
-    folder.claim(mapping, command=command, resume=False)
-    member = Member(folder, seed, MethodConfig(method, params_mapping(params)), label=f"{method} seed {seed}")
-    record = RunRecord(
-        name=folder.path.name,
-        command=command,
-        status="running",
-        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        method=method,
-        teacher=shared.teacher_name,
-        student=mapping["student"],
-        dataset=sources.info.name,
-        seed=seed,
-        epochs=epochs,
+    config = resolve(raw)
+    provided = Provided(
+        IMAGE_TASK,
+        student=None if isinstance(student, str) else student,
+        teachers=teacher_objects,
+        train=None if named_data else train,
+        test=None if named_data else test,
+        val=None if named_data else val,
+        num_classes=num_classes,
     )
-    index = RunIndex(root)
-    index.record(record)
-    try:
-        model, summary = run_member(
-            member,
-            shared,
-            make_student=make,
-            recipe=Recipe(epochs, optim, seed),
-            progress=progress,
-            teacher_cache=teacher_cache,
-            spec=spec,
-        )
-    except Exception:
-        index.record(RunRecord(**{**vars(record), "status": "failed"}))
-        raise
-    index.record(summary_record(record, summary))
-    history = [json.loads(line) for line in (folder.path / "metrics.jsonl").read_text().splitlines()]
-    metrics = {k: v for k, v in summary.items() if k in ("teacher", "student", "model")}
-    return DistillResult(model, metrics, history, folder.path, summary)
+    command: Literal["train", "distill"] = "distill" if teacher is not None else "train"
+    outcome = run(config, command, provided=provided, progress=progress)
+    summary = outcome.summaries["main"][0]
+    history = [json.loads(line) for line in (outcome.folder / "metrics.jsonl").read_text().splitlines()]
+    metrics = {k: v for k, v in summary.items() if k in ("teacher", "student")}
+    return DistillResult(outcome.students["main"][0], metrics, history, outcome.folder, summary)
 
 
 def train(model: nn.Module | str, train: UserData, test: UserData | None = None, **kwargs: Any) -> DistillResult:
     """Train ``model`` without a teacher: from labels alone (``method="ce"``) — a teacher, or the independent-student
-    control — or a depth-switchable model with embedded KD (``method="ekd"``)."""
+    control — or a depth-switchable model with embedded KD (``method="ekd"``). Same keywords as :func:`distill`;
+    the result has the same shape (the trained model under ``metrics["student"]``)."""
     return distill(None, model, train, test, method=kwargs.pop("method", "ce"), **kwargs)
 
 
@@ -204,31 +196,15 @@ def evaluate(
     (module paths); each pair adds ``result["cka"]["student~teacher"] = {"linear", "rbf"}`` measured on the
     first ``cka_examples`` examples of the split.
     """
-    dev = resolve_device(device)
-    if isinstance(data, str):
-        sources = config_sources(DataConfig(name=data, eval_batch_size=batch_size), dev)
-    else:
-        sources = user_sources(data, data, None, batch_size=batch_size, augment=Augment(), device=dev)
-        split = "test"
-    source, info = sources.split(split), sources.info
-    t = _teacher(teacher, info, dev)
-    s = teacher_members([student], info)[0] if isinstance(student, str) else student
-    s = s.to(dev)
-    check_models([s], info, dev, role="Student")
-    with eval_mode(s):
-        logits, targets, _ = predict_all({"s": lambda b: s(b.x), "t": lambda b: t(b.x).logits}, source.epoch(0), dev)
-    result: dict[str, dict[str, Any]] = {
-        "teacher": split_metrics(logits["t"], targets, None),
-        "student": split_metrics(logits["s"], targets, logits["t"]),
-    }
-    if cka:
-        result["cka"] = layer_cka(s, t, list(cka), source.epoch(0), cka_examples)
-    return result
+    where = DataConfig(name=data) if isinstance(data, str) else data
+    return evaluate_models(
+        teacher,
+        student,
+        where,
+        split=split,
+        device=resolve_device(device),
+        batch_size=batch_size,
+        cka=cka,
+        cka_examples=cka_examples,
+    )
 
-
-def _describe(teacher: TeacherLike) -> str:
-    if isinstance(teacher, str | os.PathLike):
-        return str(teacher)
-    if isinstance(teacher, nn.Module):
-        return type(teacher).__name__
-    return "ensemble(" + ", ".join(_describe(t) for t in teacher) + ")"

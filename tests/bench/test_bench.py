@@ -26,9 +26,9 @@ CPU = torch.device("cpu")
 INFO = DataInfo("tiny", 5, 3, (8, 8), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
 
 
-def tiny_pair(train_size: int = 48, alpha: float = 0.3) -> Pair:
+def tiny_pair(train_size: int = 48, ce_weight: float = 0.3) -> Pair:
     student, teacher = ModelSpec("cnn", {"width": 2}), ModelSpec("cnn", {"width": 4})
-    return Pair("tiny", teacher, student, RANDOM, INFO, train_size, 8, temperature=3.0, alpha=alpha)
+    return Pair("tiny", teacher, student, RANDOM, INFO, train_size, 8, temperature=3.0, ce_weight=ce_weight)
 
 
 def engine_loop(work, mode, cache=None):
@@ -54,7 +54,7 @@ def test_reference_loss_and_gradient_equal_kdlab_kd_on_the_same_batch():
         batch_size=8,
         optim=pair.optim,
         temperature=pair.temperature,
-        alpha=pair.alpha,
+        ce_weight=pair.ce_weight,
         device=CPU,
     )
     images = torch.stack([reference.loader.dataset[i][0] for i in range(8)])  # per-sample pixels, as collated
@@ -63,12 +63,12 @@ def test_reference_loss_and_gradient_equal_kdlab_kd_on_the_same_batch():
     with torch.no_grad():
         teacher_logits = reference.teacher(images)
     torch.testing.assert_close(logits, student(batch.x))  # same init, same pixels after normalisation
-    loss = reference_kd_loss(logits, teacher_logits, labels, pair.temperature, pair.alpha)
+    loss = reference_kd_loss(logits, teacher_logits, labels, pair.temperature, pair.ce_weight)
     loss.backward()
     # KL = soft cross-entropy − teacher entropy: the values differ by that constant, the gradients not at all
     q = torch.softmax(teacher_logits / pair.temperature, dim=1)
     entropy = -(q * q.log()).sum(1).mean()
-    torch.testing.assert_close(loss + (1 - pair.alpha) * pair.temperature**2 * entropy, kdlab_loss)
+    torch.testing.assert_close(loss + (1 - pair.ce_weight) * pair.temperature**2 * entropy, kdlab_loss)
     kdlab_grads = dict(student.named_parameters())
     for name, param in reference.student.named_parameters():
         torch.testing.assert_close(param.grad, kdlab_grads[name].grad, rtol=1e-4, atol=1e-6)

@@ -8,17 +8,19 @@ import torch
 
 from kdlab.cache.build import cache_folder, find_or_build
 from kdlab.cache.key import cache_key, differences, views_description
-from kdlab.cache.select import from_cache, online, teacher_source
+from kdlab.cache.select import from_cache, online
 from kdlab.cache.settings import CacheConfig
 from kdlab.cache.store import StaleCacheError, open_cache
 from kdlab.cache.topk import compress_top_k, restore_top_k
 from kdlab.core.errors import ConfigError
 from kdlab.data import load_dataset
-from kdlab.data.loader import TensorLoader, ViewBank
+from kdlab.data.loader import TensorLoader
 from kdlab.data.policies import Augment
+from kdlab.data.views import ViewBank
 from kdlab.methods import MethodContext, build_method
 from kdlab.models import MODELS
 from kdlab.tasks.image.sources import tensor_sources
+from kdlab.tasks.image.teacher_source import teacher_source
 from kdlab.training.engine import Engine, Recipe
 from kdlab.training.optim import OptimConfig
 from kdlab.training.teachers import Teacher
@@ -113,7 +115,7 @@ def test_a_stale_cache_is_refused_and_rebuilt(tmp_path):
     cache, built = find_or_build(new, sources.teacher_loader(), folder, key_for(new), log=messages.append)
     assert built and "Rebuilding" in messages[0]
     batch = next(sources.make_train(0).epoch(0))
-    assert torch.allclose(cache(batch.index, batch.view).logits, new(batch.x).logits, atol=1e-6)
+    assert torch.allclose(cache(batch.index, batch.extras.view).logits, new(batch.x).logits, atol=1e-6)
 
 
 def test_a_valid_cache_is_reused_without_the_teacher(tmp_path):
@@ -163,7 +165,7 @@ def test_the_folder_names_the_teacher_but_not_its_weights(tmp_path):
 def test_cached_and_online_distillation_give_the_same_loss_on_the_same_views(tmp_path, augment, views):
     teacher = make_teacher()
     sources = make_sources(augment, views)
-    _, method = kd_method(teacher, params={"temperature": 4.0, "alpha": 0.3})
+    _, method = kd_method(teacher, params={"temperature": 4.0, "ce_weight": 0.3})
     cached, described = source_for(teacher, sources, tmp_path, method)
     assert described["kind"] == "cache" and described["views"] == max(views, 1)
     live = online(teacher)
@@ -182,7 +184,7 @@ def test_a_cached_run_trains_the_same_weights_as_an_online_run(tmp_path):
     teacher, sources = make_teacher(), make_sources(AUGMENT, 2)
     weights = []
     for mode in ("cache", "online"):
-        student, method = kd_method(teacher, params={"temperature": 4.0, "alpha": 0.3})
+        student, method = kd_method(teacher, params={"temperature": 4.0, "ce_weight": 0.3})
         source = source_for(teacher, sources, tmp_path, method)[0] if mode == "cache" else online(teacher)
         engine = Engine(
             student=student, method=method, train=sources.make_train(0), teacher=source,
@@ -235,7 +237,7 @@ def test_training_replays_the_stored_views():
     seen = set()
     for epoch in range(3):
         for batch in replay.epoch(epoch):
-            for i, v, image in zip(batch.index.tolist(), batch.view.tolist(), batch.x, strict=True):
+            for i, v, image in zip(batch.index.tolist(), batch.extras.view.tolist(), batch.x, strict=True):
                 assert torch.equal(image, stored[v][i])
                 seen.add(v)
     assert seen == {0, 1, 2}

@@ -7,6 +7,7 @@ from kdlab.cli import main
 from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
 from kdlab.data.distillation import conform, per_example_temperature, resolve_temperature, unlabel_all_but
+from kdlab.data.loader import ImageExtras
 from kdlab.losses import kd
 from kdlab.methods import MethodContext, build_method
 from kdlab.pipeline.config import DataConfig, load, resolve, to_mapping
@@ -52,7 +53,7 @@ def test_extra_sources_join_the_training_set_unlabelled_with_their_temperature()
     batches = list(sources.make_train(0).epoch(0))
     x = torch.cat([b.x for b in batches])
     y, index = torch.cat([b.y for b in batches]), torch.cat([b.index for b in batches])
-    tau = torch.cat([b.temperature for b in batches])
+    tau = torch.cat([b.extras.temperature for b in batches])
     assert x.shape[1:] == (1, 8, 8)
     extra = index >= 512
     assert (y[extra] == -1).all() and (tau[extra] == 1.0).all() and torch.isnan(tau[~extra]).all()
@@ -63,7 +64,8 @@ def test_per_source_temperatures_reach_the_kd_loss():
     torch.manual_seed(0)
     s, t = torch.randn(6, 5), torch.randn(6, 5)
     tau = torch.tensor([float("nan")] * 3 + [1.0] * 3)
-    batch = Batch(x=torch.zeros(6, 1), y=torch.full((6,), -1), index=torch.arange(6), temperature=tau)
+    extras = ImageExtras(temperature=tau)
+    batch = Batch(x=torch.zeros(6, 1), y=torch.full((6,), -1), index=torch.arange(6), extras=extras)
     method = build_method("kd", {"temperature": 4.0}, MethodContext(torch.nn.Identity(), None, 5))
     got = method(ModelOutput(logits=s), ModelOutput(logits=t), batch)["kd"]
     expected = (kd(s[:3], t[:3], 4.0) + kd(s[3:], t[3:], 1.0)) / 2

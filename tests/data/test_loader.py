@@ -37,10 +37,10 @@ def test_plan_depends_only_on_seed_and_epoch_and_start_resumes_exactly():
     b = TensorLoader(x, y, 8, shuffle=True, augment=aug, seed=3)
     first, again = batches(a, 2), batches(b, 2)
     for u, v in zip(first, again, strict=True):
-        assert torch.equal(u.x, v.x) and torch.equal(u.index, v.index) and u.mix_lambda == v.mix_lambda
+        assert torch.equal(u.x, v.x) and torch.equal(u.index, v.index) and u.extras.mix_lambda == v.extras.mix_lambda
     tail = batches(a, 2, start=3)
     for u, v in zip(first[3:], tail, strict=True):
-        assert torch.equal(u.x, v.x) and torch.equal(u.mix_perm, v.mix_perm)
+        assert torch.equal(u.x, v.x) and torch.equal(u.extras.mix_perm, v.extras.mix_perm)
     assert not torch.equal(batches(a, 3)[0].index, first[0].index)
 
 
@@ -64,8 +64,8 @@ def test_mixup_mixes_images_with_one_lambda_per_batch():
     loader = TensorLoader(x, y, 8, shuffle=True, augment=Augment(mixup=1.0), seed=0)
     for b in batches(loader, 0):
         clean = x[b.index].float() / 255
-        assert 0 < b.mix_lambda < 1 and sorted(b.mix_perm.tolist()) == list(range(8))
-        assert torch.allclose(b.x, b.mix_lambda * clean + (1 - b.mix_lambda) * clean[b.mix_perm])
+        assert 0 < b.extras.mix_lambda < 1 and sorted(b.extras.mix_perm.tolist()) == list(range(8))
+        assert torch.allclose(b.x, b.extras.mix_lambda * clean + (1 - b.extras.mix_lambda) * clean[b.extras.mix_perm])
 
 
 def test_fashion_mnist_split_is_stratified_and_disjoint(fashion_mnist_available):

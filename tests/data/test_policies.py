@@ -65,7 +65,7 @@ def test_every_policy_replays_exactly_and_resumes_mid_epoch(policy):
     b = TensorLoader(x, y, 8, shuffle=True, augment=aug, seed=2)
     first, again = list(a.epoch(1)), list(b.epoch(1, start=2))
     for u, v in zip(first[2:], again, strict=True):
-        assert torch.equal(u.x, v.x) and torch.equal(u.y, v.y) and u.mix_lambda == v.mix_lambda
+        assert torch.equal(u.x, v.x) and torch.equal(u.y, v.y) and u.extras.mix_lambda == v.extras.mix_lambda
     assert all(u.x.min() >= 0.0 and u.x.max() <= 1.0 for u in first)
     changed = any(not torch.equal(u.x, x[u.index].float() / 255) for u in first)
     assert changed == (policy != "none")
@@ -85,11 +85,11 @@ def test_noise_images_are_uniform_and_unlabelled():
 def test_cutmix_batches_carry_the_kept_share_for_the_label_loss():
     x, y = uint8_data()
     batch = next(TensorLoader(x, y, 8, shuffle=True, augment=Augment(cutmix=1.0), seed=0).epoch(0))
-    assert batch.mix_perm is not None and 0.0 <= batch.mix_lambda <= 1.0
+    assert batch.extras.mix_perm is not None and 0.0 <= batch.extras.mix_lambda <= 1.0
     clean = x[batch.index].float() / 255
     same = (batch.x == clean).float().mean(dim=(1, 2, 3))
-    moved = batch.mix_perm != torch.arange(8)
-    assert torch.allclose(same[moved], torch.full_like(same[moved], batch.mix_lambda), atol=0.1)
+    moved = batch.extras.mix_perm != torch.arange(8)
+    assert torch.allclose(same[moved], torch.full_like(same[moved], batch.extras.mix_lambda), atol=0.1)
 
 
 def test_the_teacher_labels_the_mixed_pixels_the_student_sees():
@@ -99,7 +99,7 @@ def test_the_teacher_labels_the_mixed_pixels_the_student_sees():
     teacher = Teacher([net])
     batch = next(TensorLoader(x, y, 8, shuffle=True, augment=Augment(mixup=1.0), seed=0).epoch(0))
     clean = x[batch.index].float() / 255
-    expected = batch.mix_lambda * clean + (1 - batch.mix_lambda) * clean[batch.mix_perm]
+    expected = batch.extras.mix_lambda * clean + (1 - batch.extras.mix_lambda) * clean[batch.extras.mix_perm]
     assert torch.allclose(batch.x, expected)
     with torch.no_grad():
         assert torch.allclose(online_teacher(teacher)(batch).logits, net(expected), atol=1e-6)

@@ -208,9 +208,10 @@ def test_case_1b_with_matrix_tree_marginals_equals_brute_force_over_trees():
 def test_case_1b_global_temperature_is_the_exact_tempered_cross_entropy(arcs_mode):
     """P_t(tree, relations)^{1/τ}/Z against the label student at τ, by enumeration (head vectors or trees)."""
     from kdlab.core.outputs import ModelOutput
-    from kdlab.methods.structured import StructuralKD, StructuralKDParams
+    from kdlab.data.sentences.labels import LabelTable
+    from kdlab.methods import MethodContext
+    from kdlab.methods.structured import SequenceContext, StructuralKD, StructuralKDParams
     from kdlab.ops.trees import enumerate_trees
-    from kdlab.tasks.structured.labels import LabelTable, SequenceContext
 
     torch.manual_seed(2)
     n, rels, tau = 3, 2, 2.0
@@ -222,7 +223,9 @@ def test_case_1b_global_temperature_is_the_exact_tempered_cross_entropy(arcs_mod
     labels = [(o, r) for o in range(-n, n + 1) if o != 0 for r in range(rels)]
     table = LabelTable.from_pairs(labels, rels)
     params = StructuralKDParams(temperature=tau, teacher_temperature="global", arc_marginals=arcs_mode)
-    method = StructuralKD(params, SequenceContext("parsing", "labeler", "parser", table))
+    extras = SequenceContext("parsing", "labeler", "parser", table)
+    context = MethodContext(torch.nn.Identity(), None, len(labels), extras=extras)
+    method = StructuralKD(params, context)
     q = method.parse_targets(ModelOutput(logits=arc, structure={"relations": rel_scores}), mask)
     logits = torch.randn(1, n, len(labels), dtype=torch.float64)
     loss = structural_kd_tokens(logits, q.double(), mask, tau)[0]

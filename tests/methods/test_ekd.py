@@ -92,5 +92,5 @@ def test_bad_students_and_settings():
         build_method("ekd", {"depths": [20]}, MethodContext(net, None, 10))
     with pytest.raises(ConfigError, match="available depths: 8, 14, 20"):
         build_method("ekd", {"depths": [9]}, MethodContext(net, None, 10))
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(ConfigError, match="must be ≥ 0"):
         build_method("ekd", {"kl_weight": -1.0}, MethodContext(net, None, 10))

@@ -1,4 +1,5 @@
-"""Every registered method takes one finite training step on a zoo pair; only the student learns."""
+"""Every registered image method takes one finite training step on a zoo pair; only the student learns (the
+structured methods: tests/structured/test_sequence_runs.py); every method serves registered tasks."""
 
 import dataclasses
 
@@ -9,11 +10,20 @@ from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
+from kdlab.pipeline.task import tasks
 from kdlab.training.taps import Taps
 from kdlab.training.teachers import Teacher
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_serves_registered_tasks_and_every_task_has_methods():
+    known = set(tasks().names())
+    for name in METHODS.names():
+        served = METHODS.entry(name).tasks
+        assert served is None or set(served) <= known, name
+    assert all(METHODS.names(task) for task in known)
+
+
+@pytest.mark.parametrize("name", METHODS.names("image_classification"))
 def test_one_finite_step_and_no_gradient_to_the_teacher(name):
     torch.manual_seed(0)
     teacher = Teacher(MODELS.get("resnet8")(num_classes=10, in_channels=1))

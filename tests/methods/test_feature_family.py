@@ -218,7 +218,7 @@ def test_vector_layers_are_refused_with_their_name_and_shape(name):
 def test_unequal_layer_counts_and_bad_settings_are_refused(name):
     with pytest.raises(ConfigError, match="one to one"):
         make(name, {"student_layers": ["stage1", "stage2"], "teacher_layers": ["layer2"]})
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(ConfigError, match="must be ≥ 0"):
         make(name, {"weight": -1.0})
     teacher = Teacher([resnet8(), resnet8()])
     student = MODELS.get("cnn")(num_classes=10, in_channels=1, width=4)

@@ -10,6 +10,7 @@ import kdlab.methods.relational  # noqa: F401  (registers sp, rkd, pkt, gkd, top
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
+from kdlab.data.loader import ImageExtras
 from kdlab.losses.relations import gkd_loss
 from kdlab.methods import METHODS, MethodContext, build_method
 from kdlab.models import MODELS
@@ -49,7 +50,7 @@ def outputs(student, teacher, method, x):
 def batch(n=8, seed=1, **mix):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.rand(n, *SHAPE, generator=g), torch.randint(0, 10, (n,), generator=g)
-    return Batch(x=x, y=y, index=torch.arange(n), **mix)
+    return Batch(x=x, y=y, index=torch.arange(n), extras=ImageExtras(**mix))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -180,9 +181,9 @@ def test_a_scalar_layer_is_refused_with_its_shape(name):
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(ConfigError, match="must be ≥ 0"):
         make("sp", {"weight": -1.0})
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(ConfigError, match="must be ≥ 0"):
         make("rkd", {"angle_weight": -1.0})
     with pytest.raises(ConfigError, match="power"):
         make("gkd", {"power": 0})

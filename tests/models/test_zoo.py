@@ -17,7 +17,7 @@ def _has_norm(name: str) -> bool:
     return "norm" in inspect.signature(MODELS.get(name)).parameters
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", MODELS.names("image_classification"))
 def test_builder_follows_the_config_convention(name: str) -> None:
     builder = MODELS.get(name)
     parameters = list(inspect.signature(builder).parameters.values())
@@ -29,7 +29,7 @@ def test_builder_follows_the_config_convention(name: str) -> None:
     assert builder.__doc__ and builder.__doc__.strip()
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", MODELS.names("image_classification"))
 @pytest.mark.parametrize(("num_classes", "in_channels", "image_size"), SETTINGS)
 def test_forward_stages_embedding_and_backward(name, num_classes, in_channels, image_size) -> None:
     torch.manual_seed(0)
@@ -56,7 +56,7 @@ def test_forward_stages_embedding_and_backward(name, num_classes, in_channels, i
         assert torch.isfinite(parameter.grad).all(), pname
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS.names() if _has_norm(n)])
+@pytest.mark.parametrize("name", [n for n in MODELS.names("image_classification") if _has_norm(n)])
 def test_layer_norm_variant_has_no_batch_norm_and_is_per_example(name: str) -> None:
     torch.manual_seed(0)
     model = MODELS.get(name)(num_classes=5, norm="layer")

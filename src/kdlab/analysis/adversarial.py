@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.training.predict import eval_mode
+from kdlab.core.modes import eval_mode
 
 
 def ifgsm(

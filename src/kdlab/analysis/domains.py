@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kdlab.core.modes import eval_mode
 from kdlab.data.domains import domain_test_sets
 from kdlab.data.loader import to_float
-from kdlab.training.predict import eval_mode
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.training.predict import eval_mode
+from kdlab.core.modes import eval_mode
 from kdlab.training.taps import Taps
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdlab.core.modes import eval_mode
 from kdlab.data.augment import jitter
-from kdlab.training.predict import eval_mode
 
 Kind = Literal["jitter", "crop", "shift"]
 

@@ -12,7 +12,7 @@ from torch import nn
 from kdlab.core.errors import ConfigError
 from kdlab.data.base import DataInfo
 from kdlab.data.loader import to_float
-from kdlab.models.factory import load_model_file, teacher_members
+from kdlab.models.files import load_model_file, teacher_members
 from kdlab.pipeline.config import resolve
 from kdlab.runs.folder import RunFolder
 from kdlab.tasks.image.sources import config_sources

@@ -106,7 +106,7 @@ def kdlab_loop(
     if mode == "student":
         name, params = "ce", {}
     else:
-        name, params = "kd", {"temperature": pair.temperature, "alpha": pair.alpha}
+        name, params = "kd", {"temperature": pair.temperature, "ce_weight": pair.ce_weight}
     context = MethodContext(
         student, teacher, work.info.num_classes, input_shape=tuple(work.x.shape[1:]), num_train=len(work.x)
     )

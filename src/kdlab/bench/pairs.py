@@ -15,7 +15,8 @@ from torch import nn
 from kdlab.core.errors import ConfigError, suggest
 from kdlab.data import load_dataset, stratified_split
 from kdlab.data.base import DataInfo
-from kdlab.models.factory import ModelSpec, build_model, teacher_members
+from kdlab.models.factory import ModelSpec, build_model
+from kdlab.models.files import teacher_members
 from kdlab.training.optim import OptimConfig
 
 FASHION_MNIST = "fashion_mnist"
@@ -58,7 +59,7 @@ class Pair:
     train_size: int
     batch_size: int
     temperature: float = 4.0
-    alpha: float = 0.0
+    ce_weight: float = 0.0
     optim: OptimConfig = field(default_factory=_preset_optim)
     timed_epochs: int = 0
     recipe_epochs: int | None = None
@@ -88,10 +89,10 @@ def _fashion_pair(name: str, student: ModelSpec) -> Pair:
 
 
 def _cifar_pair(teacher: str, student: str) -> Pair:
-    # RepDistiller's KD: 0.1 × label CE + 0.9 × KD at τ = 4, i.e. kdlab's kd with alpha = 0.1
+    # RepDistiller's KD: 0.1 × label CE + 0.9 × KD at τ = 4, i.e. kdlab's kd with ce_weight = 0.1
     return Pair(
         f"cifar-{teacher}-{student}", ModelSpec(teacher), ModelSpec(student), RANDOM, CIFAR100_INFO, 50_000, 512,
-        alpha=0.1, optim=_crd_optim(), recipe_epochs=240,
+        ce_weight=0.1, optim=_crd_optim(), recipe_epochs=240,
     )  # fmt: skip
 
 

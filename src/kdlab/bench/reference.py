@@ -71,18 +71,18 @@ def without_normalize(model: nn.Module, dataset: PerSampleImages) -> nn.Module:
 
 
 def reference_kd_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, ce_weight: float
 ) -> torch.Tensor:
-    """``alpha · CE(z_s, y) + (1 − alpha) · τ² · KL(σ(z_t/τ) ‖ σ(z_s/τ))``, the KL averaged over the batch.
+    """``ce_weight · CE(z_s, y) + (1 − ce_weight) · τ² · KL(σ(z_t/τ) ‖ σ(z_s/τ))``, the KL averaged over the batch.
 
     kdlab's ``kd`` uses the soft cross-entropy instead of the KL; the two differ by the teacher's entropy
     (a constant for the student), so the gradients are the same.
     """
     log_student = F.log_softmax(student_logits / temperature, dim=1)
     soft_teacher = F.softmax(teacher_logits / temperature, dim=1)
-    loss = (1.0 - alpha) * nn.KLDivLoss(reduction="batchmean")(log_student, soft_teacher) * temperature**2
-    if alpha > 0:
-        loss = loss + alpha * F.cross_entropy(student_logits, labels)
+    loss = (1.0 - ce_weight) * nn.KLDivLoss(reduction="batchmean")(log_student, soft_teacher) * temperature**2
+    if ce_weight > 0:
+        loss = loss + ce_weight * F.cross_entropy(student_logits, labels)
     return loss
 
 
@@ -109,7 +109,7 @@ class ReferenceLoop:
         batch_size: int,
         optim: OptimConfig,
         temperature: float,
-        alpha: float,
+        ce_weight: float,
         device: torch.device,
         seed: int = 0,
     ) -> None:
@@ -130,7 +130,7 @@ class ReferenceLoop:
             nesterov=optim.nesterov and optim.momentum > 0,
             weight_decay=optim.weight_decay,
         )
-        self.temperature, self.alpha, self.device = temperature, alpha, device
+        self.temperature, self.ce_weight, self.device = temperature, ce_weight, device
         self.phases: Phases = no_phase
         self.loss_sum, self.correct, self.seen = 0.0, 0, 0
 
@@ -148,7 +148,7 @@ class ReferenceLoop:
         with self.phases("teacher_forward"), torch.no_grad():
             teacher_logits = self.teacher(images)
         with self.phases("loss"):
-            loss = reference_kd_loss(logits, teacher_logits, labels, self.temperature, self.alpha)
+            loss = reference_kd_loss(logits, teacher_logits, labels, self.temperature, self.ce_weight)
         with self.phases("student_backward"):
             self.optimizer.zero_grad()
             loss.backward()

@@ -99,7 +99,7 @@ def _loop(
             batch_size=batch_size,
             optim=pair.optim,
             temperature=pair.temperature,
-            alpha=pair.alpha,
+            ce_weight=pair.ce_weight,
             device=device,
             seed=work.seed,
         )

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 
+Inputs = torch.Tensor | Mapping[str, torch.Tensor]
+E = TypeVar("E")
+
 
 @dataclass
-class Batch:
-    """One batch: pixels ``x`` in [0, 1], labels ``y`` (−1 = unlabelled), ``index`` = sample indices
-    into the split. With mixup, ``mix_perm``/``mix_lambda`` say how the images were mixed. Batches of
-    sentences (:mod:`kdlab.data.sentences.encoding`) hold token ids in ``x`` and carry a ``mask``."""
+class Batch(Generic[E]):
+    """One batch of ``B`` examples.
 
-    x: torch.Tensor
+    ``x`` holds the inputs: one tensor (pixels in [0, 1] ``[B, C, H, W]``, feature vectors ``[B, d]``, word and
+    character ids ``[B, n, 1 + C]``) or a mapping of named tensors (``input_ids``, ``attention_mask``, ...).
+    ``y`` holds the targets (``[B]`` class ids, or per position ``[B, n, ...]``; −1 = unlabelled), ``index`` the
+    examples' indices in their split. ``extras`` is the one place for what a task adds: its type is the task's own
+    (:class:`kdlab.data.loader.ImageExtras` — mixing, per-example temperature, stored view — for image batches,
+    :class:`kdlab.data.sentences.loader.SentenceExtras` — mask, the teacher's encoding — for sentences), None when a
+    task adds nothing. ``global_size``: under torchrun, the size of the global batch this piece was cut from.
+    """
+
+    x: Inputs
     y: torch.Tensor
     index: torch.Tensor
-    mix_perm: torch.Tensor | None = None
-    mix_lambda: float | None = None
-    temperature: torch.Tensor | None = None  # [B] per-example distillation temperature (per data source)
-    view: torch.Tensor | None = None  # [B] which stored view of each image this is (view replay), else None
-    mask: torch.Tensor | None = None  # [B, n] positions that exist, for batches of sequences
-    teacher_x: torch.Tensor | None = None  # the same sentences in the teacher's vocabulary, when it has its own
-    global_size: int | None = None  # sharded over processes: the size of the whole batch this part was cut from
+    extras: E | None = None
+    global_size: int | None = None
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return self.y.shape[0]

@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +55,12 @@ def load(path: Path, *, what: str = "checkpoint") -> dict[str, Any]:
         raise CheckpointError(f"The {what} {path} does not exist.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # torch.load of a foreign file raises anything its unpickler meets (IndexError, ...)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(
-            f"The {what} {path} is unreadable or truncated ({reason}). It may have been cut short by a full "
-            "disk or an interrupted copy; restore it, or delete it and start the run again."
+            f"The {what} {path} is not a file kdlab wrote, or it is unreadable or truncated ({reason}). It may "
+            "have been cut short by a full disk or an interrupted copy; restore it, or give a file written by "
+            "kdlab (a model.pt or state.pt)."
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"The {what} {path} holds a {type(obj).__name__}, not a kdlab checkpoint.")

@@ -1,10 +1,15 @@
-"""What a forward pass hands to a method: logits plus the tapped features."""
+"""What a forward pass hands to a method (logits plus the tapped features), and the one adapter that reads any
+model's output as that."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from kdlab.core.errors import ConfigError
 
 
 @dataclass
@@ -22,3 +27,25 @@ class ModelOutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     member_logits: torch.Tensor | None = None
     structure: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def as_model_output(out: Any, *, model: str = "the model") -> ModelOutput:
+    """Read whatever a model's ``forward`` returned as a :class:`ModelOutput`.
+
+    A ``ModelOutput`` is kept; a tensor is the logits; a tuple or list stands for its first element (models that
+    return ``(logits, features)``); a mapping or any other object stands for its ``logits`` entry or attribute (as
+    Hugging Face models return). Anything else is a ConfigError naming what the model returned.
+    """
+    if isinstance(out, ModelOutput):
+        return out
+    if isinstance(out, torch.Tensor):
+        return ModelOutput(logits=out)
+    if isinstance(out, (tuple, list)) and out:
+        return as_model_output(out[0], model=model)
+    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return ModelOutput(logits=logits)
+    raise ConfigError(
+        f"{model} returned a {type(out).__name__}; kdlab reads a model's output as a logits tensor, a tuple or list "
+        "whose first element is the logits, or a mapping or object with a 'logits' entry."
+    )

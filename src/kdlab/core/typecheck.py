@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -46,6 +47,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if float in args and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number; got {value}.")
         for arg in (a for a in args if a is not type(None)):
             try:
                 return coerce(value, arg, key)
@@ -69,6 +72,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         raise _bad(key, hint, value)
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number; got {value}.")
             return float(value)
         raise _bad(key, hint, value)
     if hint is str:
@@ -124,9 +129,15 @@ def field_hints(cls: type) -> dict[str, Any]:
 
 
 def build_dataclass(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """``cls(**values)`` with every value checked; unknown keys are named with the valid ones."""
+    """``cls(**values)`` with every value checked; unknown keys are named with the valid ones. A dataclass may list
+    options it renamed in a ``RENAMED`` class variable (old name → the new name and what it means): an old name is
+    an error that names the new one."""
     hints = field_hints(cls)
     unknown = [k for k in values if k not in hints]
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED", {})
+    for key in unknown:
+        if key in renamed:
+            raise ConfigError(f"{where}.{key} is now called {where}.{renamed[key]}")
     if unknown:
         raise ConfigError(
             f"Unknown key {where}.{unknown[0]}.{suggest(unknown[0], hints)} Valid keys of {where}: {', '.join(hints)}."

@@ -1,4 +1,4 @@
-"""The in-memory image data set every loader starts from."""
+"""The data-set registry, and the in-memory image data set every image loader starts from."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ class DataInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...] = ()
+    shape: tuple[int, ...] = ()  # one example's shape when it is not an image (C, H, W), e.g. (d,) for vectors
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: ``(C, H, W)`` for images, else :attr:`shape`."""
+        return tuple(self.shape) or (self.in_channels, *self.image_size)
 
 
 @dataclass
@@ -42,3 +48,4 @@ class ImageData:
 
 
 DATASETS: Registry = Registry("data set")
+IMAGES = ("image_classification",)  # the task of the image data sets

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from kdlab.core.errors import DataError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.download import download as fetch
 from kdlab.data.locate import describe, download_dir, search_dirs
 from kdlab.data.stats import uint8_pixel_stats
@@ -156,13 +156,13 @@ def load_cifar(spec: CifarSpec, root: str | None, download: bool) -> ImageData:
     return ImageData(info, train_x, train_y, test_x, test_y)
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", tasks=IMAGES)
 def cifar10(root: str | None = None, download: bool = False) -> ImageData:
     """CIFAR-10: 50,000 train / 10,000 test 32x32 colour images in 10 classes."""
     return load_cifar(SPECS["cifar10"], root, download)
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100", tasks=IMAGES)
 def cifar100(root: str | None = None, download: bool = False) -> ImageData:
     """CIFAR-100 with its 100 fine labels: 50,000 train / 10,000 test 32x32 colour images."""
     return load_cifar(SPECS["cifar100"], root, download)

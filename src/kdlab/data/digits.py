@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.core.errors import ConfigError, DataError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.split import stratified_split
 from kdlab.data.stats import uint8_pixel_stats
 
@@ -29,7 +29,7 @@ def _load_sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.as_tensor(bunch.target, dtype=torch.int64)
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", tasks=IMAGES)
 def digits(image_size: int = 8, test_fraction: float = 0.2, seed: int = 0) -> ImageData:
     """scikit-learn digits as 1-channel uint8 images (8x8 or resized), with a seeded stratified test split."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.core.errors import ConfigError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.stats import uint8_pixel_stats
 
 Domain = Literal["orig", "color", "texture"]
@@ -58,7 +58,7 @@ def domain_test_sets(base: str, seed: int = 0) -> dict[str, tuple[torch.Tensor, 
     return {d: (to_domain(data.test_x, d, domain_seed(d, seed, "test")), data.test_y) for d in DOMAINS}
 
 
-@DATASETS.register("domains")
+@DATASETS.register("domains", tasks=IMAGES)
 def domains(base: str = "mnist", domains: str = "orig,color,texture", seed: int = 0) -> ImageData:
     """Data set ``base`` (grayscale) rendered in the listed domains, concatenated (train and test alike);
     labels repeat per domain. ``domains=orig`` gives the orig-only RGB set students train on."""

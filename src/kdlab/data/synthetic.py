@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.core.errors import ConfigError
-from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.base import DATASETS, IMAGES, DataInfo, ImageData
 from kdlab.data.stats import uint8_pixel_stats
 
 # Prototypes share one smooth base image and differ by a smaller class pattern, so classes overlap
@@ -29,7 +29,7 @@ def _check(name: str, value: object, low: float, integer: bool = True) -> None:
         raise ConfigError(f"synthetic {name} must be {kind} >= {low}, got {value!r}.")
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", tasks=IMAGES)
 def synthetic(
     num_classes: int = 4,
     channels: int = 1,

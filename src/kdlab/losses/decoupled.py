@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdlab.losses.logits import EnsembleTemperature, Temperature, at_least_float32, teacher_log_probs
+from kdlab.losses.logits import (
+    EnsembleTemperature,
+    Temperature,
+    at_least_float32,
+    tau_squared,
+    teacher_log_probs,
+    tempered_log_softmax,
+)
 
 
 def _binary_and_rest(log_probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +51,7 @@ def dkd_parts(
     ``KL(p_t‖p_s) = TCKD + (1 − p_t,gt) · NCKD``. ``target`` ``[B]`` holds class indices (all ≥ 0).
     """
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
-    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
+    log_p = tempered_log_softmax(student_logits, temperature)
     log_bq, log_rest_q = _binary_and_rest(log_q, target)
     log_bp, log_rest_p = _binary_and_rest(log_p, target)
     return _kl(log_bq, log_bp), _kl(log_rest_q, log_rest_p)
@@ -65,8 +72,7 @@ def dkd(
     paper's CIFAR-100 setting (α = 1, β = 8, τ = 4). A ``[B, 1]`` temperature scales each example by its τ².
     """
     tckd, nckd = dkd_parts(student_logits, teacher_logits, target, temperature, ensemble)
-    tau_sq = temperature.reshape(-1) ** 2 if isinstance(temperature, torch.Tensor) else temperature**2
-    return ((alpha * tckd + beta * nckd) * tau_sq).mean()
+    return ((alpha * tckd + beta * nckd) * tau_squared(temperature)).mean()
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -105,4 +111,4 @@ def dist(
     """
     q = teacher_log_probs(teacher_logits, temperature, ensemble).exp()
     p = F.softmax(at_least_float32(student_logits) / temperature, dim=-1)
-    return temperature**2 * (beta * inter_class_relation(p, q) + gamma * intra_class_relation(p, q))
+    return tau_squared(temperature) * (beta * inter_class_relation(p, q) + gamma * intra_class_relation(p, q))

@@ -23,6 +23,17 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def tau_squared(temperature: Temperature) -> float | torch.Tensor:
+    """τ², the factor that keeps a tempered loss's gradient scale independent of τ: a float, or per example ``[B]``
+    for a ``[B, 1]`` temperature."""
+    return temperature.reshape(-1) ** 2 if isinstance(temperature, torch.Tensor) else temperature**2
+
+
+def tempered_log_softmax(logits: torch.Tensor, temperature: Temperature) -> torch.Tensor:
+    """``log σ(z/τ)`` over the last dimension, in float32 or better (also under autocast)."""
+    return F.log_softmax(at_least_float32(logits) / temperature, dim=-1)
+
+
 def ensemble_logits(member_logits: torch.Tensor) -> torch.Tensor:
     """Reduce an ensemble to one predictive distribution: ``log((1/m) Σ_i softmax(z_i))``.
 
@@ -52,7 +63,7 @@ def teacher_log_probs(
         else:
             tau = temperature.unsqueeze(1) if isinstance(temperature, torch.Tensor) else temperature
             return ensemble_logits(z / tau)
-    return F.log_softmax(z / temperature, dim=-1)
+    return tempered_log_softmax(z, temperature)
 
 
 def soft_cross_entropy(
@@ -63,8 +74,7 @@ def soft_cross_entropy(
 ) -> torch.Tensor:
     """Per-example cross-entropy ``−Σ_j σ_j(z_t/τ) log σ_j(z_s/τ)`` → ``[B]`` (no τ² factor)."""
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
-    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
-    return -(log_q.exp() * log_p).sum(-1)
+    return -(log_q.exp() * tempered_log_softmax(student_logits, temperature)).sum(-1)
 
 
 def kd(
@@ -80,11 +90,8 @@ def kd(
     of the soft term scales as 1/τ²). It differs from ``τ²·KL(teacher‖student)`` by the teacher's
     entropy, a constant for the student, so both give the same gradient.
     """
-    tau_sq = temperature**2
-    per_example = soft_cross_entropy(student_logits, teacher_logits, temperature, ensemble) * (
-        tau_sq.reshape(-1) if isinstance(tau_sq, torch.Tensor) else tau_sq
-    )
-    return per_example.mean()
+    per_example = soft_cross_entropy(student_logits, teacher_logits, temperature, ensemble)
+    return (per_example * tau_squared(temperature)).mean()
 
 
 def kl_divergence(
@@ -92,7 +99,7 @@ def kl_divergence(
 ) -> torch.Tensor:
     """``mean_b KL(σ(z_t/τ) ‖ σ(z_s/τ))`` (scalar, no τ² factor); zero iff the distributions match."""
     log_q = teacher_log_probs(teacher_logits, temperature)
-    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
+    log_p = tempered_log_softmax(student_logits, temperature)
     return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
 
 
@@ -121,15 +128,6 @@ def label_cross_entropy(
 HardLabels = Literal["argmax", "sample"]
 
 
-def _tau_squared(temperature: Temperature) -> float | torch.Tensor:
-    """τ² as a float, or per example ``[B]`` for a ``[B, 1]`` temperature."""
-    return temperature.reshape(-1) ** 2 if isinstance(temperature, torch.Tensor) else temperature**2
-
-
-def _student_log_probs(student_logits: torch.Tensor, temperature: Temperature) -> torch.Tensor:
-    return F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
-
-
 def reverse_kd(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -143,8 +141,8 @@ def reverse_kd(
     the module docstring; ``[B, 1]`` temperatures scale each example by its own τ².
     """
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
-    p = _student_log_probs(student_logits, temperature).exp()
-    return (-(p * log_q).sum(-1) * _tau_squared(temperature)).mean()
+    p = tempered_log_softmax(student_logits, temperature).exp()
+    return (-(p * log_q).sum(-1) * tau_squared(temperature)).mean()
 
 
 def symmetric_kl(
@@ -159,7 +157,7 @@ def symmetric_kl(
     (Jeffreys divergence), zero iff ``p = q``.
     """
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
-    log_p = _student_log_probs(student_logits, temperature)
+    log_p = tempered_log_softmax(student_logits, temperature)
     return ((log_q.exp() - log_p.exp()) * (log_q - log_p)).sum(-1).mean()
 
 
@@ -174,7 +172,7 @@ def brier(
     gnosis ``BrierLoss`` (``F.mse_loss`` of the probabilities; papers.md §1.2). Returns a scalar.
     """
     q = teacher_log_probs(teacher_logits, temperature, ensemble).exp()
-    p = _student_log_probs(student_logits, temperature).exp()
+    p = tempered_log_softmax(student_logits, temperature).exp()
     return (p - q).square().mean()
 
 
@@ -213,9 +211,9 @@ def hard_kd(
     gnosis' optional label corruption is not implemented.
     """
     labels = teacher_labels(teacher_logits, temperature, mode, ensemble)
-    log_p = _student_log_probs(student_logits, temperature)
+    log_p = tempered_log_softmax(student_logits, temperature)
     picked = log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return (-picked * _tau_squared(temperature)).mean()
+    return (-picked * tau_squared(temperature)).mean()
 
 
 def anneal_kd(

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from kdlab.losses.logits import at_least_float32
+from kdlab.losses.logits import at_least_float32, tau_squared, tempered_log_softmax
 from kdlab.ops.crf import Chain, Marginals, log_marginals, log_partition, sequence_score
 
 TemperatureMode = Literal["local", "global"]
@@ -41,7 +41,7 @@ def _local(log_q: torch.Tensor, temperature: float, dims: int = 1) -> torch.Tens
         return log_q
     flat = log_q.flatten(-dims) if dims > 1 else log_q
     finite = torch.isfinite(flat).any(-1, keepdim=True)
-    tempered = torch.where(finite, F.log_softmax(flat / temperature, dim=-1), flat)
+    tempered = torch.where(finite, tempered_log_softmax(flat, temperature), flat)
     return tempered.view_as(log_q)
 
 
@@ -88,7 +88,7 @@ def structural_kd_crf(
     )
     if clamp:
         loss = loss.clamp_min(0.0)
-    return temperature**2 * loss
+    return tau_squared(temperature) * loss
 
 
 def structural_kd_tokens(
@@ -96,9 +96,9 @@ def structural_kd_tokens(
 ) -> torch.Tensor:
     """Cases 2a and 1b (locally normalized student): ``τ² Σ_i Σ_a q_i(a) · −log softmax(z_i/τ)_a`` ``[B]``
     with ``student_logits`` ``[B, n, C]`` and the teacher's (tempered) token marginals ``target_log_probs``."""
-    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
+    log_p = tempered_log_softmax(student_logits, temperature)
     q = target_log_probs.exp().masked_fill(~mask[..., None], 0.0)
-    return -(temperature**2) * (q * log_p).sum((1, 2))
+    return -tau_squared(temperature) * (q * log_p).sum((1, 2))
 
 
 def token_kd(
@@ -106,11 +106,11 @@ def token_kd(
 ) -> torch.Tensor:
     """Token KD baseline: ``τ² Σ_i KL(softmax(z_t,i/τ) ‖ softmax(z_s,i/τ))`` on the emission scores ``[B, n, L]``
     (for a CRF teacher its emissions alone, ignoring the transitions) — per sentence ``[B]``."""
-    log_p = F.log_softmax(at_least_float32(student_logits) / temperature, dim=-1)
+    log_p = tempered_log_softmax(student_logits, temperature)
     teacher_logits = at_least_float32(teacher_logits).masked_fill(~mask[..., None], 0.0)
-    log_q = F.log_softmax(teacher_logits / temperature, dim=-1)
+    log_q = tempered_log_softmax(teacher_logits, temperature)
     kl = F.kl_div(log_p, log_q, log_target=True, reduction="none").sum(-1)
-    return temperature**2 * (kl * mask).sum(1)
+    return tau_squared(temperature) * (kl * mask).sum(1)
 
 
 def posterior_kd(student: Chain, teacher_token_log_marginals: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -122,7 +122,7 @@ def posterior_kd(student: Chain, teacher_token_log_marginals: torch.Tensor, temp
     mask = student.mask
     log_q, log_p = log_q.masked_fill(~mask[..., None], 0.0), log_p.masked_fill(~mask[..., None], 0.0)
     kl = F.kl_div(log_p, log_q, log_target=True, reduction="none").sum(-1)
-    return temperature**2 * (kl * mask).sum(1)
+    return tau_squared(temperature) * (kl * mask).sum(1)
 
 
 def top_k_weights(scores: torch.Tensor, weighted: bool) -> torch.Tensor:

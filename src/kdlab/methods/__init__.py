@@ -1,11 +1,13 @@
-"""Distillation methods, registered by name (see :mod:`kdlab.methods.base` for the contract)."""
+"""Distillation methods, in one registry for every task (see :mod:`kdlab.methods.base` for the contract)."""
 
-from kdlab.methods import contrastive, embedded, feature, logit, logit_variants, relational  # noqa: F401
+from kdlab.methods import contrastive, decoupled, embedded, feature, logit, relational, structured  # noqa: F401
 from kdlab.methods.base import (
     METHODS,
+    LabelLoss,
     Method,
     MethodContext,
     build_method,
+    check_task,
     method_params,
     needs_teacher,
     params_mapping,
@@ -15,9 +17,11 @@ from kdlab.methods.base import (
 
 __all__ = [
     "METHODS",
+    "LabelLoss",
     "Method",
     "MethodContext",
     "build_method",
+    "check_task",
     "method_params",
     "needs_teacher",
     "params_mapping",

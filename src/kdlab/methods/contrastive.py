@@ -22,9 +22,10 @@ from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
-from kdlab.losses.logits import at_least_float32, label_cross_entropy
-from kdlab.methods.base import MethodContext, register_method
+from kdlab.losses.logits import at_least_float32
+from kdlab.methods.base import MethodContext, register_method, require
 from kdlab.methods.layers import feature_shapes, pick_layers, require_rank
+from kdlab.methods.logit import CLASSIFICATION
 
 
 @dataclass
@@ -48,6 +49,13 @@ class CRDParams:
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        require(
+            self.feature_dim >= 1 and self.negatives >= 1 and 0.0 <= self.momentum < 1.0,
+            "crd needs method.feature_dim ≥ 1, method.negatives ≥ 1 and 0 ≤ method.momentum < 1; got "
+            f"feature_dim={self.feature_dim}, negatives={self.negatives}, momentum={self.momentum}.",
+        )
+
 
 class Embed(nn.Module):
     """Flatten, linear map to ``dim``, L2-normalise (computed in float32 or better)."""
@@ -66,7 +74,7 @@ def _bank(num_train: int, dim: int, device: torch.device) -> torch.Tensor:
     return torch.rand(num_train, dim, device=device).mul_(2 * bound).sub_(bound)
 
 
-@register_method("crd", CRDParams)
+@register_method("crd", CRDParams, tasks=CLASSIFICATION)
 class ContrastiveRepresentation(nn.Module):
     """CRD: NCE between student and teacher embeddings, with momentum memory banks of negatives."""
 
@@ -75,12 +83,6 @@ class ContrastiveRepresentation(nn.Module):
     def __init__(self, params: CRDParams, context: MethodContext) -> None:
         super().__init__()
         p = params
-        if p.temperature <= 0 or p.feature_dim < 1 or p.negatives < 1 or not 0.0 <= p.momentum < 1.0:
-            raise ConfigError(
-                "crd needs method.temperature > 0, method.feature_dim ≥ 1, method.negatives ≥ 1 and "
-                f"0 ≤ method.momentum < 1; got temperature={p.temperature}, feature_dim={p.feature_dim}, "
-                f"negatives={p.negatives}, momentum={p.momentum}."
-            )
         if context.num_train < 2:
             raise ConfigError(
                 f"crd needs the training-set size to size its memory banks (got num_train={context.num_train}): "
@@ -103,7 +105,7 @@ class ContrastiveRepresentation(nn.Module):
             shape = feature_shapes(model, [layer], context.input_shape, owner=owner)[layer]
             require_rank("crd", owner, layer, shape, {1, 2, 3}, "a feature vector per example (maps are flattened)")
             sizes.append(math.prod(shape))
-        self.params = p
+        self.params, self.label_loss = p, context.label_loss
         self.num_train = context.num_train
         # more negatives than other examples would only repeat them: clamp, as documented in CRDParams
         self.num_negatives = min(p.negatives, context.num_train - 1)
@@ -151,5 +153,5 @@ class ContrastiveRepresentation(nn.Module):
                     setattr(self, name, bank.index_copy(0, index, F.normalize(mixed, dim=1)))
         terms = {"crd": p.weight * loss}
         if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda)
+            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
         return terms

@@ -24,10 +24,10 @@ from torch import nn
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
-from kdlab.losses import label_cross_entropy
 from kdlab.losses.features import attention_transfer, self_attention_distillation
-from kdlab.losses.logits import kl_divergence
-from kdlab.methods.base import MethodContext, register_method
+from kdlab.losses.logits import kl_divergence, tau_squared
+from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.logit import CLASSIFICATION
 from kdlab.models.depth import DepthSwitch
 
 Attention = Literal["at", "sad", "none"]
@@ -49,8 +49,11 @@ class EKDParams:
     mutual: bool = False
     depths: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        require(self.p > 0, f"ekd needs method.p > 0; got {self.p}.")
 
-@register_method("ekd", EKDParams)
+
+@register_method("ekd", EKDParams, tasks=CLASSIFICATION)
 class EmbeddedKD(nn.Module):
     """Embedded KD: sub-nets of a depth-switchable student learn from labels and from its full net."""
 
@@ -65,17 +68,6 @@ class EmbeddedKD(nn.Module):
                 f"Method ekd trains a depth-switchable student (ddnn_resnet, ddnn_resnet_basic, ddnn_vgg); "
                 f"got {type(net).__name__}."
             )
-        weights = {
-            "ce_weight": params.ce_weight,
-            "kl_weight": params.kl_weight,
-            "attention_weight": params.attention_weight,
-        }
-        bad = {k: v for k, v in weights.items() if v is not None and v < 0}
-        if bad or params.temperature <= 0 or params.p <= 0:
-            raise ConfigError(
-                f"ekd needs non-negative weights and positive temperature and p; got {bad or ''} "
-                f"temperature={params.temperature}, p={params.p}."
-            )
         subs = [net.check_depth(d) for d in params.depths] if params.depths else list(net.depths)
         subs = [d for d in subs if d != net.full_depth]
         if not subs:
@@ -84,7 +76,7 @@ class EmbeddedKD(nn.Module):
                 f"the student's depths are {', '.join(map(str, net.depths))}."
             )
         net.set_depth(net.full_depth)  # the engine's forward is the full net's
-        self.params = params
+        self.params, self.label_loss = params, context.label_loss
         self.subs = tuple(sorted(set(subs)))
         self.attention_weight = (
             DEFAULT_ATTENTION_WEIGHT[params.attention] if params.attention_weight is None else params.attention_weight
@@ -100,17 +92,16 @@ class EmbeddedKD(nn.Module):
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         p, net = self.params, self._net[0]
-        terms = {"ce": label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda)}
+        terms = {"ce": self.label_loss(student, batch)}
         target = student.logits if p.mutual else student.logits.detach()
         maps = [student.features[n] for n in self.student_layers]
         maps = maps if p.mutual else [m.detach() for m in maps]
         for depth in self.subs:
             logits, stages = net.forward_stages(batch.x, depth)
             if p.ce_weight > 0:
-                ce = label_cross_entropy(logits, batch.y, batch.mix_perm, batch.mix_lambda)
-                terms[f"ce_d{depth}"] = p.ce_weight * ce
+                terms[f"ce_d{depth}"] = p.ce_weight * self.label_loss(ModelOutput(logits=logits), batch)
             if p.kl_weight > 0:
-                kl = kl_divergence(logits, target, p.temperature) * p.temperature**2
+                kl = kl_divergence(logits, target, p.temperature) * tau_squared(p.temperature)
                 terms[f"kl_d{depth}"] = p.kl_weight * kl
             if maps:
                 pairs = zip(stages, maps, strict=True)

@@ -16,10 +16,10 @@ from torch import nn
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
-from kdlab.losses import label_cross_entropy
 from kdlab.losses.features import attention_transfer, hint, resize_map, self_attention_distillation
-from kdlab.methods.base import MethodContext, register_method
+from kdlab.methods.base import MethodContext, register_method, require
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
+from kdlab.methods.logit import CLASSIFICATION
 
 MAPS = "[C, H, W] feature maps (a 4-D [B, C, H, W] batch)"
 
@@ -46,12 +46,6 @@ def _layers(
     return student, picked, [s_shapes[n] for n in student], [t_shapes[n] for n in picked]
 
 
-def _check_weights(name: str, **weights: float) -> None:
-    bad = {k: v for k, v in weights.items() if v < 0}
-    if bad:
-        raise ConfigError(f"{name} needs non-negative weights; got {', '.join(f'{k}={v}' for k, v in bad.items())}.")
-
-
 def _terms(
     method: nn.Module,
     pair_loss: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor],
@@ -66,7 +60,7 @@ def _terms(
     losses = [pair_loss(i, student.features[s], teacher.features[t]) for i, (s, t) in pairs]
     terms = {method.term: p.weight * torch.stack(losses).sum()}
     if p.ce_weight > 0:
-        terms["ce"] = p.ce_weight * label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda)
+        terms["ce"] = p.ce_weight * method.label_loss(student, batch)
     return terms
 
 
@@ -94,7 +88,7 @@ def _regressor(student: torch.Size, teacher: torch.Size, kind: str) -> nn.Module
     return nn.Sequential(project, norm, nn.ReLU())
 
 
-@register_method("fitnets", FitNetsParams)
+@register_method("fitnets", FitNetsParams, tasks=CLASSIFICATION)
 class FitNets(nn.Module):
     """FitNets hints: MSE between a learned regressor of student features and the teacher's features."""
 
@@ -102,12 +96,12 @@ class FitNets(nn.Module):
     term = "fitnets"
 
     def __init__(self, params: FitNetsParams, context: MethodContext) -> None:
-        _check_weights("fitnets", weight=params.weight, ce_weight=params.ce_weight)
         student, teacher, s_shapes, t_shapes = _layers(
             "fitnets", params.student_layers, params.teacher_layers, "middle_stage", context
         )
         super().__init__()
         self.params, self.student_layers, self.teacher_layers = params, student, teacher
+        self.label_loss = context.label_loss
         for layer, shape in zip(student, s_shapes, strict=True):
             require_rank("fitnets", "student", layer, shape, {1, 3}, "[C, H, W] feature maps or [D] vectors")
         for s_layer, s_shape, t_layer, t_shape in zip(student, s_shapes, teacher, t_shapes, strict=True):
@@ -140,13 +134,16 @@ class ATParams:
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        require(self.p > 0, f"at needs method.p > 0; got {self.p}.")
+
 
 def _require_maps(name: str, layers: tuple[str, ...], shapes: list[torch.Size], owner: str) -> None:
     for layer, shape in zip(layers, shapes, strict=True):
         require_rank(name, owner, layer, shape, {3}, MAPS)
 
 
-@register_method("at", ATParams)
+@register_method("at", ATParams, tasks=CLASSIFICATION)
 class AttentionTransfer(nn.Module):
     """Attention transfer: match the normalised spatial maps mean_c |f|^p of paired layers."""
 
@@ -154,9 +151,6 @@ class AttentionTransfer(nn.Module):
     term = "at"
 
     def __init__(self, params: ATParams, context: MethodContext) -> None:
-        _check_weights("at", weight=params.weight, ce_weight=params.ce_weight)
-        if params.p <= 0:
-            raise ConfigError(f"at needs method.p > 0; got {params.p}.")
         student, teacher, s_shapes, t_shapes = _layers(
             "at", params.student_layers, params.teacher_layers, "stages", context
         )
@@ -164,6 +158,7 @@ class AttentionTransfer(nn.Module):
         _require_maps("at", teacher, t_shapes, "teacher")
         super().__init__()
         self.params, self.student_layers, self.teacher_layers = params, student, teacher
+        self.label_loss = context.label_loss
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         return _terms(self, self.pair_loss, student, teacher, batch)
@@ -183,7 +178,7 @@ class SADParams:
     teacher_layers: tuple[str, ...] = ()
 
 
-@register_method("sad", SADParams)
+@register_method("sad", SADParams, tasks=CLASSIFICATION)
 class SelfAttentionDistillation(nn.Module):
     """Self-attention distillation (Hou et al.): MSE between spatial softmaxes of sum_c f² of paired layers."""
 
@@ -191,7 +186,6 @@ class SelfAttentionDistillation(nn.Module):
     term = "sad"
 
     def __init__(self, params: SADParams, context: MethodContext) -> None:
-        _check_weights("sad", weight=params.weight, ce_weight=params.ce_weight)
         student, teacher, s_shapes, t_shapes = _layers(
             "sad", params.student_layers, params.teacher_layers, "stages", context
         )
@@ -199,6 +193,7 @@ class SelfAttentionDistillation(nn.Module):
         _require_maps("sad", teacher, t_shapes, "teacher")
         super().__init__()
         self.params, self.student_layers, self.teacher_layers = params, student, teacher
+        self.label_loss = context.label_loss
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         return _terms(self, self.pair_loss, student, teacher, batch)

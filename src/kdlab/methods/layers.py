@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kdlab.core.errors import ConfigError
-from kdlab.training.predict import eval_mode
+from kdlab.core.modes import eval_mode
 from kdlab.training.taps import Taps
 
 Default = Literal["stages", "last_stage", "middle_stage", "embedding"]

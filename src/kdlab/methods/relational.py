@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from kdlab.core.batch import Batch
-from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
-from kdlab.losses import label_cross_entropy
+from kdlab.data.loader import image_extras
 from kdlab.losses.relations import Edges, gkd_loss, pkt_loss, rkd_loss, sp_loss, topology_loss
-from kdlab.methods.base import MethodContext, register_method
+from kdlab.methods.base import MethodContext, register_method, require
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
+from kdlab.methods.logit import CLASSIFICATION
 from kdlab.training.taps import resolve_modules
 
 Layers = tuple[str, ...]
@@ -71,10 +71,7 @@ def _layers(name: str, params: _Params, default: LayerDefault, context: MethodCo
 
 
 def _setup(module: nn.Module, name: str, params: _Params, context: MethodContext, default: LayerDefault) -> None:
-    bad = {k: v for k, v in vars(params).items() if k.endswith("weight") and v < 0}
-    if bad:
-        raise ConfigError(f"{name} needs non-negative weights; got {', '.join(f'{k}={v}' for k, v in bad.items())}.")
-    module.params = params
+    module.params, module.label_loss = params, context.label_loss
     module.student_layers, module.teacher_layers = _layers(name, params, default, context)
 
 
@@ -91,7 +88,7 @@ def _terms(
     losses = torch.stack([loss(student.features[s], teacher.features[t]) for s, t in pairs])
     out = {module.term: p.weight * (losses.sum() if module.reduce == "sum" else losses.mean())}
     if p.ce_weight > 0:
-        out["ce"] = p.ce_weight * label_cross_entropy(student.logits, batch.y, batch.mix_perm, batch.mix_lambda)
+        out["ce"] = p.ce_weight * module.label_loss(student, batch)
     return out
 
 
@@ -106,7 +103,7 @@ class SPParams:
     teacher_layers: Layers = ()
 
 
-@register_method("sp", SPParams)
+@register_method("sp", SPParams, tasks=CLASSIFICATION)
 class SimilarityPreserving(nn.Module):
     """Similarity-preserving KD (Tung & Mori 2019): match row-normalised batch Gram matrices."""
 
@@ -134,7 +131,7 @@ class RKDParams:
     teacher_layers: Layers = ()
 
 
-@register_method("rkd", RKDParams)
+@register_method("rkd", RKDParams, tasks=CLASSIFICATION)
 class RelationalKD(nn.Module):
     """Relational KD (Park et al. 2019): match normalised pairwise distances and triplet angles."""
 
@@ -165,7 +162,7 @@ class PKTParams:
     teacher_layers: Layers = ()
 
 
-@register_method("pkt", PKTParams)
+@register_method("pkt", PKTParams, tasks=CLASSIFICATION)
 class ProbabilisticKT(nn.Module):
     """Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between cosine-kernel neighbour laws."""
 
@@ -197,8 +194,14 @@ class GKDParams:
     student_layers: Layers = ()
     teacher_layers: Layers = ()
 
+    def __post_init__(self) -> None:
+        require(
+            self.power >= 1 and (self.k is None or self.k >= 1),
+            f"gkd needs method.power ≥ 1 and method.k ≥ 1 (or null); got power={self.power}, k={self.k}.",
+        )
 
-@register_method("gkd", GKDParams)
+
+@register_method("gkd", GKDParams, tasks=CLASSIFICATION)
 class GeometricKD(nn.Module):
     """Graph-based geometric KD (Lassance et al. 2020): match degree-normalised cosine graphs of the batch."""
 
@@ -207,16 +210,12 @@ class GeometricKD(nn.Module):
 
     def __init__(self, params: GKDParams, context: MethodContext) -> None:
         super().__init__()
-        if params.power < 1 or (params.k is not None and params.k < 1):
-            raise ConfigError(
-                f"gkd needs method.power ≥ 1 and method.k ≥ 1 (or null); got power={params.power}, k={params.k}."
-            )
         _setup(self, "gkd", params, context, gkd_default_layers)
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
-        p, labels = self.params, batch.y
-        if batch.mix_perm is not None and batch.mix_lambda is not None and batch.mix_lambda < 0.5:
-            labels = labels[batch.mix_perm]
+        p, labels, mix = self.params, batch.y, image_extras(batch)
+        if mix.mix_perm is not None and mix.mix_lambda is not None and mix.mix_lambda < 0.5:
+            labels = labels[mix.mix_perm]
 
         def loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return gkd_loss(s, t, labels, edges=p.edges, k=p.k, power=p.power)
@@ -237,7 +236,7 @@ class TopologyParams:
     teacher_layers: Layers = ()
 
 
-@register_method("topology", TopologyParams)
+@register_method("topology", TopologyParams, tasks=CLASSIFICATION)
 class TopologyDistillation(nn.Module):
     """Full topology distillation (Kang et al. 2021): match the batch's cosine relation matrix."""
 

@@ -79,3 +79,21 @@ def read(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         return {}
     values = torch.stack([v.detach().double().reshape(()) for v in metrics.values()]).cpu().tolist()
     return dict(zip(metrics, values, strict=True))
+
+
+def split_metrics(
+    student_logits: torch.Tensor, targets: torch.Tensor | None, teacher_logits: torch.Tensor | None
+) -> dict[str, float]:
+    """Accuracy/NLL/ECE (when labelled) and agreement/KL/TV (when a teacher is given), read once."""
+    if targets is not None and bool((targets < 0).any()):
+        labelled = targets >= 0
+        base = fidelity_metrics(student_logits=student_logits[labelled], targets=targets[labelled])
+        targets = None
+    else:
+        base = {}
+    return read(
+        {
+            **base,
+            **fidelity_metrics(student_logits=student_logits, targets=targets, teacher_logits=teacher_logits),
+        }
+    )

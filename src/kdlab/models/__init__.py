@@ -2,7 +2,7 @@
 ``mean``, ``std`` (and ``norm`` where the architecture has norms). Importing this package registers them all.
 """
 
-from kdlab.models import ddnn, resnet, simple, vgg, wrn
+from kdlab.models import ddnn, resnet, sequence, simple, vgg, wrn
 from kdlab.models.common import Normalize, norm_layer
 from kdlab.models.complexity import count_macs, count_parameters
 from kdlab.models.registry import MODELS
@@ -15,6 +15,7 @@ __all__ = [
     "ddnn",
     "norm_layer",
     "resnet",
+    "sequence",
     "simple",
     "vgg",
     "wrn",

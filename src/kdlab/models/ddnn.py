@@ -20,7 +20,7 @@ from torch import nn
 from kdlab.core.errors import ConfigError
 from kdlab.models.common import check_positive
 from kdlab.models.depth import BnMode, DepthSwitch, Keep, check_budgets, check_modes, deepest
-from kdlab.models.registry import MODELS
+from kdlab.models.registry import IMAGES, MODELS
 from kdlab.models.resnet import IMAGENET_BLOCKS, CifarResNet, Stem, cifar_blocks
 from kdlab.models.vgg import CONVS_PER_BLOCK, VGG, WIDTHS
 
@@ -79,7 +79,7 @@ def _data(num_classes: int, in_channels: int, mean: Any, std: Any) -> dict[str, 
     return {"num_classes": num_classes, "in_channels": in_channels, "mean": mean, "std": std}
 
 
-@MODELS.register("ddnn_resnet")
+@MODELS.register("ddnn_resnet", tasks=IMAGES)
 def ddnn_resnet(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -121,7 +121,7 @@ def _imagenet_blocks(depth: int) -> tuple[int, ...]:
     return IMAGENET_BLOCKS[depth]
 
 
-@MODELS.register("ddnn_resnet_basic")
+@MODELS.register("ddnn_resnet_basic", tasks=IMAGES)
 def ddnn_resnet_basic(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -164,7 +164,7 @@ def _vgg_convs(depth: int) -> tuple[int, ...]:
     return CONVS_PER_BLOCK[depth]
 
 
-@MODELS.register("ddnn_vgg")
+@MODELS.register("ddnn_vgg", tasks=IMAGES)
 def ddnn_vgg(
     num_classes: int = 10,
     in_channels: int = 3,

@@ -17,7 +17,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
-from kdlab.models.registry import MODELS
+from kdlab.models.registry import IMAGES, MODELS
 
 Norm = Literal["batch", "layer"]
 Stem = Literal["cifar", "imagenet"]
@@ -112,7 +112,7 @@ def cifar_blocks(depth: int) -> int:
     return (depth - 2) // 6
 
 
-@MODELS.register("resnet")
+@MODELS.register("resnet", tasks=IMAGES)
 def resnet(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -132,7 +132,7 @@ def resnet(
     return CifarResNet(counts, stem_width, (width, 2 * width, 4 * width), num_classes, in_channels, norm, mean, std)
 
 
-@MODELS.register("resnet_basic")
+@MODELS.register("resnet_basic", tasks=IMAGES)
 def resnet_basic(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -168,7 +168,7 @@ def _register_basic(depth: int) -> None:
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
     build.__doc__ = f"ResNet-{depth} (He et al. 2016), basic blocks {IMAGENET_BLOCKS[depth]}, widths 64–512."
-    MODELS.register(f"resnet{depth}")(build)
+    MODELS.register(f"resnet{depth}", tasks=IMAGES)(build)
 
 
 for _depth in IMAGENET_BLOCKS:
@@ -194,7 +194,7 @@ def _register(name: str, depth: int, stem_width: int, width: int) -> None:
         f"CIFAR ResNet-{depth} (He et al. 2016; CRD convention), stem {stem_width}, "
         f"stage widths {width}/{2 * width}/{4 * width}."
     )
-    MODELS.register(name)(build)
+    MODELS.register(name, tasks=IMAGES)(build)
 
 
 for _depth in (8, 14, 20, 32, 44, 56, 110):

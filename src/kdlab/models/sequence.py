@@ -6,7 +6,7 @@ word id 0 =
 padding). Every model returns a :class:`~kdlab.core.outputs.ModelOutput`: a tagger's ``logits`` are its emissions
 ``[B, n, L]`` (a CRF adds ``transitions`` ``[L, L]`` (from, to), ``start`` and ``end`` ``[L]``); the parser's
 are arc scores ``[B, n, n+1]`` (word m's head h, 0 = ROOT) with relation scores ``[B, n, n+1, R]``.
-Models are registered by name in ``SEQUENCE_MODELS`` and built from the vocabulary sizes.
+Models are registered in :data:`kdlab.models.MODELS` for their tasks and built from the vocabulary sizes.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
-from kdlab.core.registry import Registry
+from kdlab.models.registry import MODELS
 from kdlab.ops.crf import Chain
 
-SEQUENCE_MODELS: Registry = Registry("sequence model")
 Head = Literal["maxent", "crf"]
 INVALID = -1e4  # score of an impossible head: finite, so marginals stay NaN-free under autocast too
 
@@ -187,7 +187,7 @@ def _encoder(kind: str, num_words: int, num_chars: int, options: dict) -> nn.Mod
     return make_encoder(kind, num_words, num_chars, **options)
 
 
-@SEQUENCE_MODELS.register("tagger")
+@MODELS.register("tagger", tasks=("sequence_labelling", "dependency_parsing"))
 def tagger(
     num_words: int, num_chars: int, num_labels: int, *, head: Head = "crf", encoder: str = "bilstm",
     word_dim: int = 64, char_dim: int = 25, hidden: int = 128, layers: int = 1, dropout: float = 0.0,
@@ -199,7 +199,7 @@ def tagger(
     return Tagger(_encoder(encoder, num_words, num_chars, options), num_labels, head)
 
 
-@SEQUENCE_MODELS.register("biaffine")
+@MODELS.register("biaffine", tasks=("dependency_parsing",))
 def biaffine(
     num_words: int, num_chars: int, num_labels: int, *, encoder: str = "bilstm", word_dim: int = 64,
     char_dim: int = 25, hidden: int = 128, layers: int = 2, arc_dim: int = 128, relation_dim: int = 64,
@@ -210,3 +210,21 @@ def biaffine(
     options = {"word_dim": word_dim, "char_dim": char_dim, "layers": layers, "dropout": dropout, **size}
     encoder_module = _encoder(encoder, num_words, num_chars, options)
     return BiaffineParser(encoder_module, num_labels, arc_dim=arc_dim, relation_dim=relation_dim, dropout=dropout)
+
+
+KINDS = ("crf", "maxent", "parser", "labeler")
+
+
+def kind_of(model: nn.Module, task: str) -> str:
+    """``crf`` / ``maxent`` (taggers), ``parser`` (biaffine) or ``labeler`` (a MaxEnt tagger on parsing data)."""
+    if isinstance(model, BiaffineParser):
+        if task != "parsing":
+            raise ConfigError("The biaffine parser needs parsing data (heads and relations); this data set is tagging.")
+        return "parser"
+    if isinstance(model, Tagger):
+        if task == "parsing":
+            if model.head != "maxent":
+                raise ConfigError("A sequence-labelling parser is a tagger with head=maxent; got head=crf.")
+            return "labeler"
+        return model.head
+    raise ConfigError(f"{type(model).__name__} is not a kdlab sequence model (tagger or biaffine).")

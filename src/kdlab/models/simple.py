@@ -12,7 +12,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
-from kdlab.models.registry import MODELS
+from kdlab.models.registry import IMAGES, MODELS
 
 
 class MLP(nn.Module):
@@ -114,7 +114,7 @@ class LeNet5(nn.Module):
         return self.fc(self.embed(self.flatten(x)))
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", tasks=IMAGES)
 def mlp(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -129,7 +129,7 @@ def mlp(
     return MLP(num_classes, in_features, hidden, depth, mean, std, in_channels)
 
 
-@MODELS.register("cnn")
+@MODELS.register("cnn", tasks=IMAGES)
 def cnn(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -144,7 +144,7 @@ def cnn(
     return SimpleCNN(num_classes, in_channels, width, convs, norm, mean, std)
 
 
-@MODELS.register("lenet5")
+@MODELS.register("lenet5", tasks=IMAGES)
 def lenet5(
     num_classes: int = 10,
     in_channels: int = 3,

@@ -18,7 +18,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
-from kdlab.models.registry import MODELS
+from kdlab.models.registry import IMAGES, MODELS
 
 Norm = Literal["batch", "layer"]
 WIDTHS = (64, 128, 256, 512, 512)
@@ -70,7 +70,7 @@ class VGG(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
-@MODELS.register("vgg")
+@MODELS.register("vgg", tasks=IMAGES)
 def vgg(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -103,7 +103,7 @@ def _register(depth: int) -> None:
         f"VGG{depth} with BatchNorm (Simonyan & Zisserman 2015), CRD CIFAR layout, "
         f"convs per block {CONVS_PER_BLOCK[depth]}."
     )
-    MODELS.register(name)(build)
+    MODELS.register(name, tasks=IMAGES)(build)
 
 
 for _depth in CONVS_PER_BLOCK:

@@ -16,7 +16,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.models.common import Normalize, check_positive, conv3x3, init_weights, norm_layer
-from kdlab.models.registry import MODELS
+from kdlab.models.registry import IMAGES, MODELS
 
 Norm = Literal["batch", "layer"]
 
@@ -90,7 +90,7 @@ class WideResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(self.act(self.norm(x)))))
 
 
-@MODELS.register("wrn")
+@MODELS.register("wrn", tasks=IMAGES)
 def wrn(
     num_classes: int = 10,
     in_channels: int = 3,
@@ -121,7 +121,7 @@ def _register(depth: int, widen: int) -> None:
     name = f"wrn{depth}_{widen}"
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"Wide ResNet WRN-{depth}-{widen} (Zagoruyko & Komodakis 2016)."
-    MODELS.register(name)(build)
+    MODELS.register(name, tasks=IMAGES)(build)
 
 
 for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -50,7 +51,26 @@ class RunFolder:
 
     @property
     def finished(self) -> bool:
-        return (self.path / SUMMARY_FILE).is_file()
+        """Whether the run has a readable summary (a damaged one counts as unfinished: resuming re-evaluates the
+        run from its last checkpoint and writes the summary again)."""
+        try:
+            self.read_summary()
+        except RunFolderError:
+            return False
+        return True
+
+    def _read(self, name: str, parse: Callable[[str], Any], what: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise RunFolderError(f"{self.path} is not a kdlab run folder (no {name}); give a folder under runs/.")
+        try:
+            return parse(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RunFolderError(
+                f"{path} ({what}) is damaged or truncated ({reason}). Restore it from a copy, or start the run "
+                "again under another name."
+            ) from None
 
     def claim(
         self, mapping: dict[str, Any], *, command: str, resume: bool, comparable: dict[str, Any] | None = None
@@ -63,7 +83,7 @@ class RunFolder:
         if not resume:
             self.check_free()
         if config.is_file():
-            old = yaml.safe_load(config.read_text()) or {}
+            old = self.read_config()
             mine = comparable if comparable is not None else mapping
             theirs = {k: old.get(k) for k in mine}
             if json.dumps(theirs, sort_keys=True, default=str) != json.dumps(mine, sort_keys=True, default=str):
@@ -80,12 +100,15 @@ class RunFolder:
         write_json(self.path / RUN_FILE, {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         write_atomic(config, yaml.safe_dump(mapping, sort_keys=False).encode())
 
-    def command(self) -> Literal["train", "distill"]:
-        """``train`` or ``distill``: what started this run."""
-        path = self.path / RUN_FILE
-        if not path.is_file():
-            raise RunFolderError(f"{self.path} is not a kdlab run folder (no {RUN_FILE}); give a folder under runs/.")
-        return json.loads(path.read_text())["command"]
+    def command(self) -> Literal["train", "distill", "compare"]:
+        """``train``, ``distill`` or ``compare``: what started this run."""
+        record = self._read(RUN_FILE, json.loads, "the run's record of the command that started it")
+        if not isinstance(record, dict) or record.get("command") not in ("train", "distill", "compare"):
+            raise RunFolderError(
+                f"{self.path / RUN_FILE} does not name the command that started the run (train, distill or compare); "
+                "it is damaged. Restore it from a copy, or start the run again under another name."
+            )
+        return record["command"]
 
     def check_free(self) -> None:
         """A new run may start here: the folder is absent or empty."""
@@ -101,7 +124,11 @@ class RunFolder:
             )
 
     def read_config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / CONFIG_FILE).read_text()) or {}
+        """The run's saved configuration (a RunFolderError when it is missing or damaged)."""
+        config = self._read(CONFIG_FILE, lambda text: yaml.safe_load(text) or {}, "the run's configuration")
+        if not isinstance(config, dict):
+            raise RunFolderError(f"{self.path / CONFIG_FILE} holds a {type(config).__name__}, not a configuration.")
+        return config
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the full history (one JSON object per epoch) — atomically."""
@@ -112,7 +139,11 @@ class RunFolder:
         write_json(self.path / SUMMARY_FILE, summary)
 
     def read_summary(self) -> dict[str, Any]:
-        return json.loads((self.path / SUMMARY_FILE).read_text())
+        """The run's summary (a RunFolderError when it is missing or damaged)."""
+        summary = self._read(SUMMARY_FILE, json.loads, "the run's summary")
+        if not isinstance(summary, dict):
+            raise RunFolderError(f"{self.path / SUMMARY_FILE} holds a {type(summary).__name__}, not a summary.")
+        return summary
 
     def write_group(self, record: dict[str, Any]) -> None:
         write_json(self.path / GROUP_FILE, record)

@@ -16,14 +16,15 @@ from typing import Any
 import torch
 
 from kdlab.core.errors import ConfigError, suggest
-from kdlab.models.factory import load_model_file
+from kdlab.core.modes import eval_mode
+from kdlab.models.files import load_model_file
 from kdlab.pipeline.config import resolve
 from kdlab.runs.folder import RunFolder
 from kdlab.runs.summaries import student_key
 from kdlab.studies.runner import StudyContext
 from kdlab.tasks.image.depths import export
 from kdlab.tasks.image.sources import config_sources
-from kdlab.training.predict import eval_mode, model_predictor, predict_all
+from kdlab.training.predict import model_predictor, predict_all
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ JOINT = {
     "ekd_sad": {"name": "ekd", "attention": "sad"},
     "ekd_at50": {"name": "ekd", "attention_weight": 50.0},
 }
-OFFLINE_KD = {"name": "kd", "temperature": 3.0, "alpha": 0.5}  # CE : τ²·KL = 1 : 1, as in EKD
+OFFLINE_KD = {"name": "kd", "temperature": 3.0, "ce_weight": 0.5}  # CE : τ²·KL = 1 : 1, as in EKD
 CONDITIONS = ("alone", *JOINT, "offline_kd")
 
 Figures = dict[str, dict[int, list[dict[str, Any]]]]  # condition → depth → one figures dict per seed

@@ -54,7 +54,7 @@ def base_config(scale: Scale) -> dict[str, Any]:
     return {
         "data": {"name": "fashion_mnist", "train_size": scale.train_size, "test_size": scale.test_size},
         "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
-        "method": {"name": "kd", "temperature": 4.0, "alpha": 0.0},
+        "method": {"name": "kd", "temperature": 4.0, "ce_weight": 0.0},
         "epochs": scale.epochs,
         "eval_every": scale.epochs,
         "seeds": list(scale.seeds),

@@ -13,7 +13,8 @@ from kdlab.data.loader import to_float
 from kdlab.data.split import stratified_subset
 from kdlab.losses import kd
 from kdlab.metrics import linear_cka, rbf_cka
-from kdlab.models.factory import ModelSpec, build_model, load_model_file, resolve_model_path
+from kdlab.models.factory import ModelSpec, build_model
+from kdlab.models.files import load_model_file, resolve_model_path
 from kdlab.studies.runner import StudyContext
 from kdlab.training.interpolation import interpolate_from_teacher
 from kdlab.training.taps import Taps

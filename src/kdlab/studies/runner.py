@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdlab.pipeline import dispatch
 from kdlab.pipeline.config import apply_overrides, resolve
-from kdlab.pipeline.execute import Outcome, execute, member_name
+from kdlab.pipeline.execute import Outcome
+from kdlab.pipeline.plan import member_name
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class StudyContext:
     def _execute(self, mapping: dict[str, Any], command: str, folder: Path) -> Outcome:
         config = resolve(apply_overrides(mapping, self.overrides))
         config.runs_dir = str(self.folder)
-        return execute(config, command, folder=folder, resume=folder.exists(), progress=self.progress)  # type: ignore[arg-type]
+        return dispatch.run(config, command, folder=folder, resume=folder.exists(), progress=self.progress)  # type: ignore[arg-type]
 
     def train(self, experiment: str, condition: str, settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """Run one condition trained without a teacher (``kdlab train``: ce, or ekd); summaries per role."""

@@ -97,7 +97,7 @@ def _settings(scale: StructuralScale) -> list[dict[str, Any]]:
                                           "student": {**teacher, "head": "maxent"}, "epochs": scale.teacher_epochs}),
          "data": {**pos, "train_size": scale.pos_train, "labelled": 0},
          "student": {**tagger, "head": "crf"}, "epochs": scale.pos_epochs, "methods": CASE3_METHODS,
-         "method": {"teacher_annealing": False, "interpolation": 1.0}},
+         "method": {"teacher_annealing": False, "ce_weight": 0.0}},
         {"name": "dep", "title": "Turkish dependency parsing, biaffine teacher → sequence-labelling student (case 1b)",
          "teacher": ("dep-biaffine", {"data": dep, "epochs": scale.teacher_epochs,
                                       "student": {"name": "biaffine", "hidden": scale.teacher_hidden, "layers": 2}}),
@@ -134,7 +134,7 @@ def run_setting(ctx: StudyContext, scale: StructuralScale, setting: dict[str, An
         })["main"]  # fmt: skip
         test = [r["student"]["test"] for r in runs]
         rows.append({
-            "label": label, "method": options, "case": runs[0]["method"]["case"],
+            "label": label, "method": options, "case": runs[0]["method"].get("case", "none"),
             metric: Stat([t[metric] for t in test]).__dict__, "agreement": Stat([t[fidelity] for t in test]).__dict__,
             "sentence_agreement": Stat([t["sentence_agreement"] for t in test]).__dict__,
             "kl": Stat([t["kl"] for t in test if "kl" in t]).__dict__,

@@ -38,7 +38,7 @@ def train_preset(out: Path, progress: bool = True) -> list[Path]:
     folders = []
     methods = {
         "ind": {"method": {"name": "ce"}},
-        "kd": {"method": {"name": "kd", "temperature": 4.0, "alpha": 0.5}},
+        "kd": {"method": {"name": "kd", "temperature": 4.0, "ce_weight": 0.5}},
         "hint": {"method": {"name": "fitnets"}},
         "crd": {"method": {"name": "crd", "negatives": 1024}},
         "soft_labels": {"method": {"name": "noisy_soft_labels"}},  # the paper's soft-label control (KL*)

@@ -31,19 +31,20 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from kdlab.core import files as checkpoint
+from kdlab.core import files
 from kdlab.core.batch import Batch
-from kdlab.core.errors import ConfigError, Interrupted, TrainingStopped
-from kdlab.core.outputs import ModelOutput
+from kdlab.core.errors import CheckpointError, ConfigError, Interrupted, TrainingStopped
+from kdlab.core.outputs import ModelOutput, as_model_output
 from kdlab.training import distributed
 from kdlab.training.meter import Meter
 from kdlab.training.optim import OptimConfig, build_optimizer, build_schedule
 from kdlab.training.precision import autocast_dtype
+from kdlab.training.progress import Progress
 from kdlab.training.taps import Taps
 
 SYNC_EVERY = 50
+STATE_KEYS = ("epoch", "step", "elapsed", "student", "method", "optimizer", "schedule", "rng", "meter", "history")
 
 
 class BatchSource(Protocol):
@@ -176,8 +177,8 @@ class Engine:
             # weight gradients would then not match the layout of DDP's buckets
             x = x.clone(memory_format=torch.contiguous_format)
         with self.phases("student_forward"), self._autocast():
-            out = self.forward(x)  # logits, or a ModelOutput (structured models add their potentials)
-            student = out if isinstance(out, ModelOutput) else ModelOutput(logits=out)
+            # logits, a ModelOutput (structured models add their potentials), or anything the adapter reads
+            student = as_model_output(self.forward(x), model="The student")
             if self.taps:
                 student.features = self.taps.collect()
         needs_teacher = getattr(self.method, "needs_teacher", False)
@@ -205,14 +206,8 @@ class Engine:
         else:  # one stream per process (dropout masks, method draws); rank 0's is the one-process stream
             torch.manual_seed(self.recipe.seed + distributed.rank())
         steps, total = len(self.train), self.recipe.epochs * len(self.train)
-        bar = tqdm(
-            total=total,
-            initial=epoch * steps + start,
-            desc=self.label,
-            unit="step",
-            disable=not (self.progress and distributed.is_main()),
-            dynamic_ncols=True,
-            leave=True,
+        bar = Progress(
+            total, initial=epoch * steps + start, label=self.label, enabled=self.progress and distributed.is_main()
         )
         began = time.perf_counter() - elapsed
         try:
@@ -229,14 +224,14 @@ class Engine:
                         if (step + 1) % SYNC_EVERY == 0:
                             means, bad = meter.read()
                             self._check(bad, epoch, means)
-                            bar.set_postfix(epoch=epoch + 1, loss=f"{means['loss']:.4f}")
+                            bar.note(epoch=epoch + 1, loss=f"{means['loss']:.4f}")
                         for hook in self.hooks:
                             hook(self, epoch, step)
                         if self._stopping(step):
                             self._save(epoch, step + 1, meter, time.perf_counter() - began)
                             raise Interrupted(
                                 f"Interrupted at epoch {epoch + 1}, step {step + 1}; the state is saved in "
-                                f"{self.state_path}. Resume with: kdlab resume {Path(self.state_path).parent}"
+                                f"{self.state_path}."
                             )
                     start = 0
                     self._end_epoch(epoch, meter, time.perf_counter() - began, bar)
@@ -251,7 +246,7 @@ class Engine:
             return self.stop.requested
         return (step + 1) % SYNC_EVERY == 0 and distributed.any_rank(self.stop.requested)
 
-    def _end_epoch(self, epoch: int, meter: Meter, elapsed: float, bar: tqdm) -> None:
+    def _end_epoch(self, epoch: int, meter: Meter, elapsed: float, bar: Progress) -> None:
         means, bad = meter.read()
         self._check(bad, epoch, means)
         record: dict[str, Any] = {
@@ -262,11 +257,14 @@ class Engine:
         }
         if self.evaluate and ((epoch + 1) % self.recipe.eval_every == 0 or epoch + 1 == self.recipe.epochs):
             record["val"] = self.evaluate()
-            bar.set_postfix(
+            bar.note(
                 epoch=epoch + 1,
                 loss=f"{means.get('loss', math.nan):.4f}",
                 **{k: f"{v:.4f}" for k, v in record["val"].items() if k in ("accuracy", "agreement")},
             )
+        else:
+            bar.note(epoch=epoch + 1, loss=f"{means.get('loss', math.nan):.4f}")
+        bar.epoch_done()
         self.history.append(record)
         if self.on_epoch and distributed.is_main():
             self.on_epoch(self.history)
@@ -311,18 +309,31 @@ class Engine:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             **({"rank_rng": ranks_rng} if ranks_rng else {}),  # each process's own streams
         }
-        checkpoint.save(state, Path(self.state_path))
+        files.save(state, Path(self.state_path))
 
     def _restore(self, meter: Meter) -> tuple[int, int, float]:
-        state = checkpoint.load(Path(self.state_path))
-        self.student.load_state_dict(state["student"])
-        self.method.load_state_dict(state["method"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        path = Path(self.state_path)
+        state = files.load(path, what="training state")
+        missing = [k for k in STATE_KEYS if k not in state]
+        if state.get("format") != "kdlab-state" or missing:
+            raise CheckpointError(
+                f"{path} is not a kdlab training state (missing: {', '.join(missing) or 'the format mark'}); it is "
+                f"damaged or was written by something else. Delete it to train this run again from the start."
+            )
+        try:
+            self.student.load_state_dict(state["student"])
+            self.method.load_state_dict(state["method"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"The training state {path} does not fit this run ({str(exc).splitlines()[0]}): it was saved by "
+                "another model or method, or is damaged. Delete it to train this run again from the start."
+            ) from None
         torch.set_rng_state(state["rng"])
-        if state["cuda_rng"]:
+        if state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         mine = state.get("rank_rng") or []
         if self.world > 1 and len(mine) == self.world:  # the same number of processes: each resumes its streams

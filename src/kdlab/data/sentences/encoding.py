@@ -1,22 +1,20 @@
-"""Sentences as tensors: vocabularies, encoding, and a batch source for the engine.
+"""Sentences as tensors: vocabularies and encoding.
 
 A sentence of ``n`` words becomes one row of ``x`` ``[n, 1 + C]`` (long): column 0 is the word's id, columns
 1..C its first ``C`` characters' ids (0 = padding, 1 = unknown). Labels ``y`` are ``[n]`` tag ids for tagging
-and ``[n, 2]`` (head, relation id) for parsing; −1 marks padding and unlabelled sentences. Batches are cut
-to their longest sentence and carry ``mask`` ``[B, n]`` (word positions that exist).
+and ``[n, 2]`` (head, relation id) for parsing; −1 marks padding and unlabelled sentences. Batches of them
+come from :class:`kdlab.data.sentences.loader.SentenceLoader`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from kdlab.core.batch import Batch
 from kdlab.data.sentences.readers import Sentence
 
 Task = Literal["tagging", "parsing"]
@@ -124,38 +122,3 @@ def encode(
             y[i, : len(s.words), 1] = torch.tensor([rels.get(r, -1) for r in s.relations or []], dtype=torch.long)
     lengths = torch.tensor([len(s.words) for s in sentences], dtype=torch.long)
     return Encoded(x, y, lengths, list(sentences))
-
-
-class SentenceLoader:
-    """Batches of sentences on ``device``, cut to the longest sentence of each batch.
-
-    With ``shuffle`` the order of an epoch comes from a generator seeded by ``(seed, epoch)``, so batch k of
-    epoch e is the same whether or not the run was resumed (the engine's contract).
-    """
-
-    def __init__(
-        self,
-        data: Encoded,
-        batch_size: int,
-        *,
-        device: torch.device | str = "cpu",
-        shuffle: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
-        self.x, self.y, self.lengths = data.x.to(device), data.y.to(device), data.lengths.to(device)
-        self.teacher_x = None if data.teacher_x is None else data.teacher_x.to(device)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.data), generator=g) if self.shuffle else torch.arange(len(self.data))
-        on_device = order.to(self.x.device)
-        for k in range(start, len(self)):
-            part = slice(k * self.batch_size, (k + 1) * self.batch_size)
-            sel, n = on_device[part], int(self.data.lengths[order[part]].max())  # lengths read on the host: no sync
-            x, y = self.x[sel, :n], self.y[sel, :n]
-            teacher_x = None if self.teacher_x is None else self.teacher_x[sel, :n]
-            yield Batch(x=x, y=y, index=sel, mask=x[..., 0] > 0, teacher_x=teacher_x)

@@ -21,12 +21,15 @@ from torch import nn
 
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
+from kdlab.core.modes import eval_mode
 from kdlab.data.base import DataInfo
+from kdlab.metrics.fidelity import split_metrics
 from kdlab.models import count_macs, count_parameters
 from kdlab.models.depth import DepthSwitch
 from kdlab.models.depth_norms import norm_state
-from kdlab.models.factory import ModelSpec, build_model, load_model_file, record_info, save_model_file
-from kdlab.training.predict import eval_mode, predict_all, split_metrics
+from kdlab.models.factory import ModelSpec, build_model
+from kdlab.models.files import load_model_file, record_info, save_model_file
+from kdlab.training.predict import predict_all
 
 EXPORT_TOLERANCE = 1e-4
 

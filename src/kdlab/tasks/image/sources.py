@@ -1,4 +1,4 @@
-"""Where batches come from: the configured data set split into train/val/test, or the user's data.
+"""Where the batches of an image job come from: the configured data set split into train/val/test, or tensors.
 
 A :class:`Sources` hands out shuffled (and augmented) training batches for a seed, and fixed-order,
 unaugmented batches of the training, validation and test splits for evaluation.
@@ -16,8 +16,9 @@ from kdlab.core.errors import ConfigError
 from kdlab.data import load_dataset, stratified_split, stratified_subset
 from kdlab.data.base import DataInfo
 from kdlab.data.distillation import ExtraSource, conform, per_example_temperature, unlabel_all_but
-from kdlab.data.loader import TensorLoader, ViewBank
+from kdlab.data.loader import TensorLoader
 from kdlab.data.policies import Augment
+from kdlab.data.views import ViewBank
 from kdlab.pipeline.config import DataConfig
 from kdlab.training.engine import BatchSource
 from kdlab.training.predict import predict_all

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
+from kdlab.data.sentences.labels import LabelTable
+from kdlab.data.sentences.loader import SentenceExtras
 from kdlab.metrics.sequence import attachment_scores, span_f1, token_accuracy
 from kdlab.models.sequence import chain_of
 from kdlab.ops.crf import log_marginals, viterbi
 from kdlab.ops.trees import decode_mst
-from kdlab.tasks.structured.labels import LabelTable
 
 Predictor = Callable[[Batch], ModelOutput]
 
@@ -66,13 +67,14 @@ def predict(
     gold: list[torch.Tensor] = []
     with torch.no_grad():
         for batch in batches:
-            assert batch.mask is not None
+            assert isinstance(batch.extras, SentenceExtras)
+            mask = batch.extras.mask
             for name, (predictor, kind) in predictors.items():
-                d = decode(predictor(batch), kind, batch.mask, table)
+                d = decode(predictor(batch), kind, mask, table)
                 out[name].labels += d.labels
                 out[name].heads += d.heads
                 out[name].token_log_probs += d.token_log_probs
-            gold += [batch.y[b, : int(n)] for b, n in enumerate(batch.mask.sum(1))]
+            gold += [batch.y[b, : int(n)] for b, n in enumerate(mask.sum(1))]
     return out, gold
 
 

@@ -1,252 +1,215 @@
-"""``kdlab train`` / ``kdlab distill`` on sequence data sets: the same run folders, index, engine and resume as
-image runs, with taggers and parsers, structured methods and structured metrics."""
+"""A sequence-labelling or parsing job's runs: the splits encoded in one vocabulary, taggers and parsers built for
+it, the frozen structured teacher, the structured metrics and the job's table."""
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from kdlab.core.errors import ConfigError, Interrupted, KdlabError
-from kdlab.core.typecheck import build_dataclass
-from kdlab.data.sentences.corpora import SequenceSplits, load_splits
-from kdlab.data.sentences.encoding import Encoded, SentenceLoader, Vocabulary, encode, encode_inputs
-from kdlab.methods.structured import SEQUENCE_METHODS
-from kdlab.models.factory import resolve_model_path
-from kdlab.pipeline.config import Config, config_hash, to_mapping
-from kdlab.pipeline.member import Member, resolve_device, versions
-from kdlab.reporting.table import format_table, mean_std
-from kdlab.runs.folder import RunFolder
-from kdlab.runs.index import RunIndex, RunRecord
-from kdlab.runs.summaries import aggregate
+from kdlab.core.errors import ConfigError
+from kdlab.core.modes import eval_mode
+from kdlab.data import DATASETS
+from kdlab.data.sentences.corpora import SequenceSplits
+from kdlab.data.sentences.encoding import Encoded, Vocabulary, encode, encode_inputs
+from kdlab.data.sentences.labels import LabelTable
+from kdlab.data.sentences.loader import SentenceLoader
+from kdlab.methods import MethodContext
+from kdlab.methods.structured import SequenceContext
+from kdlab.models.files import resolve_model_path
+from kdlab.models.sequence import kind_of
+from kdlab.pipeline.config import Config, DataConfig
+from kdlab.pipeline.task import Log, Member
+from kdlab.reporting.tables import Column, comparison_table
 from kdlab.tasks.structured.evaluate import fidelity, predict, task_metrics
-from kdlab.tasks.structured.labels import LabelTable, SequenceContext, kind_of
+from kdlab.tasks.structured.labels import sentence_label_loss
 from kdlab.tasks.structured.models import (
     SequenceTeacher,
     build_sequence_model,
     load_sequence_model,
     save_sequence_model,
 )
-from kdlab.training.engine import Engine, Recipe
-from kdlab.training.predict import eval_mode
+from kdlab.training.engine import BatchSource, Recipe, TeacherSource
+
+ENCODING = {"min_count": 2, "max_chars": 16}  # data options of the vocabulary, not of the data set
+
+
+def load_splits(config: DataConfig) -> tuple[SequenceSplits, list[bool]]:
+    """The data set's splits with ``train_size``/``test_size`` applied, and which training sentences keep their
+    labels: ``labelled = N`` keeps N chosen at random (``split_seed``), the rest become unlabelled."""
+    from kdlab.core.typecheck import check_kwargs
+
+    options = {k: v for k, v in config.options.items() if k not in ENCODING}
+    builder = DATASETS.get(config.name)
+    splits = builder(**check_kwargs(builder, options, f"data set {config.name!r}"))
+    splits.inventory = list(splits.train)  # the label set does not shrink with train_size
+    g = torch.Generator().manual_seed(config.split_seed)
+    if config.train_size is not None:
+        keep = torch.randperm(len(splits.train), generator=g)[: config.train_size].sort().values
+        splits.train = [splits.train[i] for i in keep.tolist()]
+    if config.test_size is not None:
+        splits.test = splits.test[: config.test_size]
+    labelled = [True] * len(splits.train)
+    if config.labelled is not None:
+        if not 0 <= config.labelled <= len(splits.train):
+            raise ConfigError(
+                f"data.labelled={config.labelled} but {config.name} has {len(splits.train)} training sentences."
+            )
+        chosen = set(torch.randperm(len(splits.train), generator=g)[: config.labelled].tolist())
+        labelled = [i in chosen for i in range(len(splits.train))]
+    return splits, labelled
 
 
 @dataclass
-class SequenceShared:
-    """What the runs of one experiment share: data, vocabulary, label set and teacher."""
+class SequenceExperiment:
+    """What the runs of one sequence job share: data, vocabulary, label set and teacher."""
 
     config: Config
+    columns_: tuple[Column, ...]
     splits: SequenceSplits
     vocab: Vocabulary
     train: Encoded
     val: Encoded | None
     test: Encoded | None
-    table: LabelTable | None
+    table_: LabelTable | None
     device: torch.device
     teacher: SequenceTeacher | None = None
     teacher_name: str | None = None
     teacher_test: dict[str, float] | None = None
 
-    @property
-    def task(self) -> str:
-        return self.splits.task
+    @classmethod
+    def prepare(cls, config: Config, columns: tuple[Column, ...], device: torch.device, command: str) -> Any:
+        """Read the data, build the vocabulary and load the teacher — before any folder is made."""
+        splits, labelled = load_splits(config.data)
+        options = {**ENCODING, **{k: v for k, v in config.data.options.items() if k in ENCODING}}
+        vocab = Vocabulary.build(
+            splits.train,
+            splits.task,
+            min_count=int(options["min_count"]),
+            max_chars=int(options["max_chars"]),
+            inventory=splits.inventory,
+        )
+        table = LabelTable.build(splits.inventory, vocab.relations) if splits.task == "parsing" else None
+        experiment = cls(
+            config, columns, splits, vocab, encode(splits.train, vocab, splits.task, labelled),
+            encode(splits.val, vocab, splits.task) if splits.val else None,
+            encode(splits.test, vocab, splits.task) if splits.test else None, table, device,
+        )  # fmt: skip
+        if command != "train":
+            experiment.load_teacher(str(config.teacher[0]))
+        return experiment
+
+    def load_teacher(self, spec: str) -> None:
+        loaded = load_sequence_model(resolve_model_path(spec)[0])
+        if loaded.task != self.splits.task:
+            raise ConfigError(
+                f"The teacher was trained for {loaded.task} but {self.config.data.name} is {self.splits.task} data."
+            )
+        self.teacher = SequenceTeacher(loaded, self.vocab, self.config.tag_map, self.device)
+        self.teacher_name = spec
+        for data in (self.train, self.val, self.test):  # the teacher reads every sentence in its own vocabulary
+            if data is not None:
+                data.teacher_x = encode_inputs(data.sentences, loaded.vocab)
 
     def loader(self, data: Encoded, seed: int = 0, shuffle: bool = False) -> SentenceLoader:
         size = self.config.data.batch_size if shuffle else self.config.data.eval_batch_size
         return SentenceLoader(data, size, device=self.device, shuffle=shuffle, seed=seed)
 
+    def build_student(self, member: Member) -> nn.Module:
+        return build_sequence_model(self.config.student, self.vocab, self.splits.task, self.table_)
 
-def prepare(config: Config, command: str) -> SequenceShared:
-    """Read the data, build the vocabulary and load the teacher — before any folder is made."""
-    for key, bad in (("control_teacher", config.control_teacher), ("student_init", config.student_init is not None)):
-        if bad:
-            raise ConfigError(f"{key} is not available for sequence data sets ({config.data.name}).")
-    if command != "train" and len(config.teacher) != 1:
-        raise ConfigError(
-            f"Sequence distillation takes one teacher (a run folder or model file); got {config.teacher}."
+    def method_context(self, member: Member, student: nn.Module, epochs: int) -> MethodContext:
+        kind = kind_of(student, self.splits.task)
+        teacher_kind = self.teacher.kind if self.teacher is not None else "none"
+        table = None if self.table_ is None else self.table_.to(self.device)
+        return MethodContext(
+            student,
+            self.teacher,
+            len(self.vocab.labels),
+            num_train=len(self.train),
+            epochs=epochs,
+            label_loss=sentence_label_loss(kind, table),
+            label_smoothing=False,
+            extras=SequenceContext(self.splits.task, kind, teacher_kind, table),
         )
-    splits, labelled = load_splits(config.data)
-    options = config.data.options
-    min_count, max_chars = int(options.get("min_count", 2)), int(options.get("max_chars", 16))
-    vocab = Vocabulary.build(
-        splits.train, splits.task, min_count=min_count, max_chars=max_chars, inventory=splits.inventory
-    )
-    table = LabelTable.build(splits.inventory, vocab.relations) if splits.task == "parsing" else None
-    device = resolve_device(config.device)
-    shared = SequenceShared(
-        config, splits, vocab, encode(splits.train, vocab, splits.task, labelled),
-        encode(splits.val, vocab, splits.task) if splits.val else None,
-        encode(splits.test, vocab, splits.task) if splits.test else None, table, device,
-    )  # fmt: skip
-    if command != "train":
-        loaded = load_sequence_model(resolve_model_path(str(config.teacher[0]))[0])
-        if loaded.task != splits.task:
-            raise ConfigError(
-                f"The teacher was trained for {loaded.task} but {config.data.name} is {splits.task} data."
-            )
-        shared.teacher = SequenceTeacher(loaded, vocab, config.tag_map, device)
-        shared.teacher_name = str(config.teacher[0])
-        for data in (shared.train, shared.val, shared.test):  # the teacher reads every sentence in its own vocabulary
-            if data is not None:
-                data.teacher_x = encode_inputs(data.sentences, loaded.vocab)
-    return shared
 
+    def check(self, member: Member, student: nn.Module, method: nn.Module) -> None:
+        if method.needs_teacher and self.teacher is None:
+            raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=RUN (or use method=ce).")
 
-def _check_method(name: str, values: dict[str, Any], command: str) -> Any:
-    cls = SEQUENCE_METHODS.get(name)
-    params = build_dataclass(cls.Params, values, "method")
-    if command == "train" and cls.needs_teacher:
-        raise ConfigError(f"kdlab train learns from labels (method=ce); {name} needs a teacher: use kdlab distill.")
-    if command != "train" and not cls.needs_teacher and name != "ce":
-        raise ConfigError(f"Method {name!r} does not use a teacher.")
-    return params
+    def prepare_student(self, member: Member, student: nn.Module) -> None:
+        """Taggers and parsers start from their own initialisation."""
 
+    def train_batches(self, member: Member) -> BatchSource:
+        return self.loader(self.train, member.seed, shuffle=True)
 
-def evaluate(model: nn.Module, kind: str, shared: SequenceShared, data: Encoded) -> dict[str, float]:
-    predictors = {"s": (lambda b: model(b.x), kind)}
-    if shared.teacher is not None:
-        predictors["t"] = (shared.teacher, shared.teacher.kind)
-    with eval_mode(model):
-        decoded, gold = predict(predictors, shared.loader(data).epoch(0), shared.table)
-    out = task_metrics(decoded["s"], gold, shared.vocab.labels)
-    if "t" in decoded:
-        out.update(fidelity(decoded["s"], decoded["t"]))
-    return out
+    def teacher_source(
+        self, member: Member, method: nn.Module, recipe: Recipe, log: Log
+    ) -> tuple[TeacherSource | None, dict[str, Any] | None]:
+        return (self.teacher if method.needs_teacher else None), None
 
+    def evaluate(self, model: nn.Module, data: Encoded) -> dict[str, float]:
+        kind = kind_of(model, self.splits.task)
+        with eval_mode(model):
+            return self._scores((lambda b: model(b.x), kind), data)
 
-def teacher_metrics(shared: SequenceShared) -> dict[str, float]:
-    if shared.teacher_test is None and shared.teacher is not None and shared.test is not None:
-        decoded, gold = predict({"t": (shared.teacher, shared.teacher.kind)}, shared.loader(shared.test).epoch(0))
-        shared.teacher_test = task_metrics(decoded["t"], gold, shared.vocab.labels)
-    return shared.teacher_test or {}
+    def score(self, frozen: SequenceTeacher | None, data: Encoded) -> dict[str, float]:
+        """A saved model's figures on ``data`` (against the teacher), or the teacher's own (``frozen`` None)."""
+        assert self.teacher is not None
+        if frozen is None:
+            decoded, gold = predict({"t": (self.teacher, self.teacher.kind)}, self.loader(data).epoch(0), self.table_)
+            return task_metrics(decoded["t"], gold, self.vocab.labels)
+        return self._scores((frozen, frozen.kind), data)
 
+    def _scores(self, predictor: tuple[Callable[[Any], Any], str], data: Encoded) -> dict[str, float]:
+        predictors = {"s": predictor}
+        if self.teacher is not None:
+            predictors["t"] = (self.teacher, self.teacher.kind)
+        decoded, gold = predict(predictors, self.loader(data).epoch(0), self.table_)
+        out = task_metrics(decoded["s"], gold, self.vocab.labels)
+        if "t" in decoded:
+            out.update(fidelity(decoded["s"], decoded["t"]))
+        return out
 
-def run_member(member: Member, shared: SequenceShared, *, resume: bool, progress: bool, extra: dict) -> dict:
-    """Train one tagger/parser (from labels, or distilled) and write its folder; returns its summary."""
-    config, started = shared.config, time.perf_counter()
-    torch.manual_seed(member.seed)
-    student = build_sequence_model(config.student, shared.vocab, shared.splits.task, shared.table).to(shared.device)
-    kind = kind_of(student, shared.splits.task)
-    cls = SEQUENCE_METHODS.get(member.method.name)
-    params = _check_method(member.method.name, member.method.params, "distill" if shared.teacher else "train")
-    teacher_kind = shared.teacher.kind if shared.teacher is not None and cls.needs_teacher else "none"
-    method = cls(params, SequenceContext(shared.splits.task, kind, teacher_kind, shared.table)).to(shared.device)
-    if method.needs_teacher and shared.teacher is None:
-        raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=RUN (or use method=ce).")
-    if shared.table is not None:
-        method.context.table = shared.table.to(shared.device)
-    engine = Engine(
-        student=student, method=method, train=shared.loader(shared.train, member.seed, shuffle=True),
-        recipe=Recipe(config.epochs, config.optim, member.seed, config.eval_every, config.precision, config.compile),
-        state_path=member.folder.state_path,
-        teacher=shared.teacher if method.needs_teacher else None,
-        evaluate=(lambda: evaluate(student, kind, shared, shared.val)) if shared.val is not None else None,
-        on_epoch=member.folder.write_metrics, progress=progress, label=member.label,
-    )  # fmt: skip
-    fit_started = time.perf_counter()
-    history = engine.fit(resume=resume)
-    fit_ended = time.perf_counter()
-    key = "student" if shared.teacher is not None else "model"
-    result: dict[str, Any] = {key: {"name": config.student.name, "kind": kind,
-                                    "parameters": sum(p.numel() for p in student.parameters())}}  # fmt: skip
-    if shared.test is not None:
-        result[key]["test"] = evaluate(student, kind, shared, shared.test)
-    result[key]["train"] = evaluate(student, kind, shared, shared.train)
-    if shared.teacher is not None:
-        teacher = {"name": shared.teacher_name, "kind": shared.teacher.kind, "test": teacher_metrics(shared)}
-        result = {"teacher": teacher, **result}
-    training_time = history[-1]["time_s"] if history else 0.0
-    summary = {
-        **result,
-        "method": {"name": member.method.name, "case": method.case, **vars(params)},
-        "role": member.role, "seed": member.seed, "epochs": config.epochs, "data": config.data.name,
-        "task": shared.splits.task, "labelled": int(sum(shared.train.y.flatten(1)[:, 0] >= 0)),
-        "train_sentences": len(shared.train), "device": str(shared.device),
-        "wall_time_s": round(training_time + (fit_started - started) + (time.perf_counter() - fit_ended), 2),
-        "train_time_s": training_time, "versions": versions(), **extra,
-    }  # fmt: skip
-    save_sequence_model(member.folder.model_path, student, config.student, shared.vocab, shared.splits.task,
-                        shared.table, result[key].get("test", {}))  # fmt: skip
-    member.folder.write_summary(summary)
-    return summary
+    def teacher_metrics(self) -> dict[str, float]:
+        if self.teacher_test is None and self.teacher is not None and self.test is not None:
+            decoded, gold = predict({"t": (self.teacher, self.teacher.kind)}, self.loader(self.test).epoch(0))
+            self.teacher_test = task_metrics(decoded["t"], gold, self.vocab.labels)
+        return self.teacher_test or {}
 
+    def validate(self, member: Member, student: nn.Module) -> Callable[[], dict[str, float]] | None:
+        val = self.val
+        return (lambda: self.evaluate(student, val)) if val is not None else None
 
-COLUMNS = {
-    "tagging": [("accuracy %", "accuracy"), ("span F1 %", "f1"), ("agreement %", "agreement"),
-                ("sentence agr. %", "sentence_agreement"), ("token KL", "kl")],
-    "parsing": [("UAS %", "uas"), ("LAS %", "las"), ("head agr. %", "agreement"),
-                ("labelled agr. %", "labelled_agreement"), ("sentence agr. %", "sentence_agreement")],
-}  # fmt: skip
+    def figures(self, member: Member, student: nn.Module) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.config.student.name,
+            "kind": kind_of(student, self.splits.task),
+            "parameters": sum(p.numel() for p in student.parameters()),
+        }
+        if self.test is not None:
+            out["test"] = self.evaluate(student, self.test)
+        out["train"] = self.evaluate(student, self.train)
+        if self.teacher is None:
+            return {"student": out}
+        teacher = {"name": self.teacher_name, "kind": self.teacher.kind, "test": self.teacher_metrics()}
+        return {"teacher": teacher, "student": out}
 
+    def record(self, member: Member) -> dict[str, Any]:
+        labelled = int(sum(self.train.y.flatten(1)[:, 0] >= 0))
+        return {"data": self.config.data.name, "task": self.splits.task, "labelled": labelled,
+                "train_sentences": len(self.train)}  # fmt: skip
 
-def table(rows: list[tuple[str, list[dict]]], task: str, teacher: dict[str, float] | None) -> str:
-    """One row for the teacher and one per labelled group of runs (mean ± std over seeds)."""
-    columns = COLUMNS[task]
-    out = []
-    if teacher:
-        out.append(["teacher", *[mean_std([teacher[m]], scale=100.0) if m in teacher else None for _, m in columns]])
-    for label, summaries in rows:
-        cells = []
-        for _, metric in columns:
-            vals = [s[k]["test"][metric] for s in summaries for k in ("student", "model") if metric in
-                    s.get(k, {}).get("test", {})]  # fmt: skip
-            cells.append(mean_std(vals, scale=1.0 if metric == "kl" else 100.0, digits=4 if metric == "kl" else 2))
-        out.append([label, *cells])
-    return format_table(["model", *[c for c, _ in columns]], out)
+    def save_model(self, path: Path, student: nn.Module, metrics: dict[str, Any]) -> None:
+        save_sequence_model(path, student, self.config.student, self.vocab, self.splits.task, self.table_,
+                            metrics.get("test", {}))  # fmt: skip
 
+    def table(self, rows: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> str:
+        return comparison_table(self.columns_, rows, self.teacher_metrics() if self.teacher is not None else None)
 
-def execute_sequence(config: Config, command: str, *, folder: Path | None, resume: bool, progress: bool) -> Any:
-    """``kdlab train``/``distill``/``compare`` for sequence data (see :func:`kdlab.pipeline.execute.execute`)."""
-    from kdlab.pipeline.execute import Outcome, _comparable, label, layout, member_config, roles, summary_record
-
-    for _, method in roles(config, command):  # type: ignore[arg-type]
-        _check_method(method.name, method.params, "train" if command == "train" else "distill")
-    began = time.perf_counter()
-    config, folder, root, grouped, members = layout(config, command, folder, resume)  # type: ignore[arg-type]
-    shared = prepare(config, command)
-    if grouped:
-        mapping = to_mapping(config)
-        RunFolder(folder).claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
-        listing = [
-            {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in members
-        ]
-        RunFolder(folder).write_group({"command": command, "members": listing})
-    index, summaries = RunIndex(root), {}
-    for member in members:
-        mine = member_config(config, member)
-        mapping = to_mapping(mine)
-        member_command = "distill" if command == "compare" else command
-        member.folder.claim(mapping, command=member_command, resume=resume, comparable=_comparable(mapping))
-        if resume and member.folder.finished:
-            summaries.setdefault(member.role, []).append(member.folder.read_summary())
-            continue
-        record = RunRecord(
-            name=str(member.folder.path.resolve().relative_to(root.resolve())), command=member_command,
-            status="running", started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            group=config.name if grouped else None, config_hash=config_hash(mine), method=member.method.name,
-            teacher=shared.teacher_name, student=config.student.name, dataset=config.data.name, seed=member.seed,
-            epochs=config.epochs,
-        )  # fmt: skip
-        index.record(record)
-        try:
-            summary = run_member(member, shared, resume=resume, progress=progress,
-                                 extra={"name": record.name, "config_hash": record.config_hash})  # fmt: skip
-        except KdlabError as exc:
-            index.record(replace(record, status="interrupted" if isinstance(exc, Interrupted) else "failed"))
-            raise
-        index.record(summary_record(record, summary))
-        summaries.setdefault(member.role, []).append(summary)
-    order = sorted(summaries, key=lambda r: (r != "independent", r == "control", r == "main"))
-    rows = [(label(r, config, command), summaries[r]) for r in order]  # type: ignore[arg-type]
-    text = table(rows, shared.splits.task, teacher_metrics(shared) if shared.teacher else None)
-    wall = round(time.perf_counter() - began, 2)
-    if grouped:
-        RunFolder(folder).write_summary(
-            {"roles": {r: aggregate(s) for r, s in summaries.items()}, "table": text, "wall_time_s": wall}
-        )
-    return Outcome(folder, summaries, text, wall)
+    def columns(self) -> list[Column]:
+        return list(self.columns_)

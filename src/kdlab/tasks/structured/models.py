@@ -10,16 +10,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.core import files as checkpoint
+from kdlab.core import files
 from kdlab.core.batch import Batch
 from kdlab.core.errors import CheckpointError, ConfigError
+from kdlab.core.modes import eval_mode
 from kdlab.core.outputs import ModelOutput
 from kdlab.core.typecheck import check_kwargs
 from kdlab.data.sentences.encoding import Task, Vocabulary
+from kdlab.data.sentences.labels import LabelTable
+from kdlab.data.sentences.loader import SentenceExtras
 from kdlab.models.factory import ModelSpec
-from kdlab.models.sequence import SEQUENCE_MODELS
-from kdlab.tasks.structured.labels import LabelTable, kind_of
-from kdlab.training.predict import eval_mode
+from kdlab.models.registry import MODELS
+from kdlab.models.sequence import kind_of
+
+TASK_OF = {"tagging": "sequence_labelling", "parsing": "dependency_parsing"}  # the task of each kind of labels
 
 
 def num_labels(spec: ModelSpec, vocab: Vocabulary, task: Task, table: LabelTable | None) -> int:
@@ -33,7 +37,7 @@ def num_labels(spec: ModelSpec, vocab: Vocabulary, task: Task, table: LabelTable
 
 def build_sequence_model(spec: ModelSpec, vocab: Vocabulary, task: Task, table: LabelTable | None) -> nn.Module:
     """Build zoo sequence model ``spec`` (tagger, biaffine) for this vocabulary and task."""
-    fn = SEQUENCE_MODELS.get(spec.name)
+    fn = MODELS.for_task(spec.name, TASK_OF[task])
     options = check_kwargs(fn, spec.options, f"student {spec.name!r}")
     return fn(len(vocab.words), len(vocab.chars), num_labels(spec, vocab, task, table), **options)
 
@@ -43,7 +47,7 @@ def save_sequence_model(
     metrics: Mapping[str, Any],
 ) -> None:  # fmt: skip
     """A kdlab model file that also holds the vocabulary (and a labeller's label set)."""
-    checkpoint.save(
+    files.save(
         {
             "format": "kdlab-model",
             "version": 1,
@@ -67,7 +71,7 @@ class SequenceModelFile:
 
 
 def load_sequence_model(path: Path) -> SequenceModelFile:
-    record = checkpoint.load(path, what="model file")
+    record = files.load(path, what="model file")
     if record.get("format") != "kdlab-model" or not record.get("sequence"):
         raise CheckpointError(
             f"{path} is not a kdlab sequence model file (a tagger or parser trained by kdlab train on a sequence "
@@ -110,9 +114,19 @@ def label_order(teacher: tuple[str, ...], student: tuple[str, ...], tag_map: Map
 
 class SequenceTeacher:
     """A frozen structured teacher (eval mode, no gradients) that reads the student's batches: word and character
-    ids are translated into the teacher's vocabulary, and its labels reordered into the student's."""
+    ids are translated into the teacher's vocabulary, and its labels reordered into the student's. A saved student
+    read the same way (``teacher_encoding=False``) ignores the batches' teacher encoding."""
 
-    def __init__(self, loaded: SequenceModelFile, vocab: Vocabulary, tag_map: Mapping[str, str], device: torch.device):
+    def __init__(
+        self,
+        loaded: SequenceModelFile,
+        vocab: Vocabulary,
+        tag_map: Mapping[str, str],
+        device: torch.device,
+        *,
+        teacher_encoding: bool = True,
+    ) -> None:
+        self.teacher_encoding = teacher_encoding
         self.model = loaded.model.to(device).eval().requires_grad_(False)
         self.kind, self.task = kind_of(self.model, loaded.task), loaded.task
         self.vocab = loaded.vocab
@@ -127,8 +141,9 @@ class SequenceTeacher:
     def inputs(self, batch: Batch) -> torch.Tensor:
         """The batch in the teacher's vocabulary: its own encoding of the sentences when the batch carries it (words
         the student's vocabulary lacks stay known to the teacher), else the student's ids mapped."""
-        if batch.teacher_x is not None:
-            return batch.teacher_x
+        extras = batch.extras
+        if self.teacher_encoding and isinstance(extras, SentenceExtras) and extras.teacher_x is not None:
+            return extras.teacher_x
         x = batch.x
         chars = self.chars[x[..., 1 : 1 + self.max_chars]]
         if chars.shape[-1] < self.max_chars:
