@@ -136,7 +136,8 @@ def test_a_shard_takes_its_piece_of_each_batch_before_augmenting():
     six = [whole.shard(r, 6) for r in range(6)]  # the last batch of 5 cannot feed 6 processes: every one drops it
     assert all(len(s) == len(list(s.epoch(0))) == 4 for s in six)
     mixed = TensorLoader(x, y, 8, shuffle=True, augment=Augment(mixup=1.0), seed=4).shard(1, 2)
-    assert all(sorted(b.extras.mix_perm.tolist()) == list(range(len(b))) for b in mixed.epoch(0))  # partners in the piece
+    # mixup partners come from the same piece
+    assert all(sorted(b.extras.mix_perm.tolist()) == list(range(len(b))) for b in mixed.epoch(0))
     with pytest.raises(ConfigError, match="global batch"):
         whole.shard(0, 9)
 

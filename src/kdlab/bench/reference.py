@@ -71,7 +71,11 @@ def without_normalize(model: nn.Module, dataset: PerSampleImages) -> nn.Module:
 
 
 def reference_kd_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float, ce_weight: float
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    ce_weight: float,
 ) -> torch.Tensor:
     """``ce_weight · CE(z_s, y) + (1 − ce_weight) · τ² · KL(σ(z_t/τ) ‖ σ(z_s/τ))``, the KL averaged over the batch.
 

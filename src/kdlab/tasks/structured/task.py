@@ -51,7 +51,8 @@ class StructuredTask:
                 f"torchrun started {distributed.world_size()}. Run it without torchrun (kdlab {command} ...); "
                 "torchrun trains on the image data sets."
             )
-        for key, bad in (("control_teacher", config.control_teacher), ("student_init", config.student_init is not None)):
+        unavailable = (("control_teacher", config.control_teacher), ("student_init", config.student_init is not None))
+        for key, bad in unavailable:
             if bad:
                 raise ConfigError(f"{key} is not available for sentence data sets ({config.data.name}).")
         if command != "train" and len(config.teacher) != 1:
