@@ -1,7 +1,6 @@
 """kdlab: knowledge distillation that measures what the student took from the teacher."""
 
-__version__ = "0.1.0"
-
 from kdlab.api import DistillResult, distill, evaluate, train
+from kdlab.core.version import __version__
 
 __all__ = ["DistillResult", "__version__", "distill", "evaluate", "train"]

@@ -151,6 +151,29 @@ def test_a_damaged_cache_is_rebuilt_and_an_interrupted_build_leaves_none(tmp_pat
     assert not other.exists() and not list(tmp_path.glob("d.tmp-*"))
 
 
+def test_an_array_damaged_in_place_or_a_truncated_meta_is_detected_and_rebuilt(tmp_path):
+    sources, teacher = make_sources(), make_teacher()
+    folder = tmp_path / "c"
+    good, _ = find_or_build(teacher, sources.teacher_loader(), folder, key_for(teacher))
+    expected = good.arrays["logits"].clone()
+    path = folder / "logits.npy"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # half of the values overwritten with zeros, the file's size unchanged
+        f.seek(size // 2)
+        f.write(bytes(size - size // 2))
+    assert path.stat().st_size == size
+    with pytest.raises(StaleCacheError, match="does not match its checksum"):
+        open_cache(folder, key_for(teacher))
+    rebuilt, built = find_or_build(teacher, sources.teacher_loader(), folder, key_for(teacher))
+    assert built and torch.equal(rebuilt.arrays["logits"], expected)
+    meta = folder / "meta.json"
+    meta.write_text(meta.read_text()[:40])
+    with pytest.raises(StaleCacheError, match=r"meta\.json"):
+        open_cache(folder, key_for(teacher))
+    _, built = find_or_build(teacher, sources.teacher_loader(), folder, key_for(teacher))
+    assert built and open_cache(folder, key_for(teacher)).views == good.views
+
+
 def test_the_folder_names_the_teacher_but_not_its_weights(tmp_path):
     a, b = key_for(make_teacher(3)), key_for(make_teacher(4))
     assert cache_folder(tmp_path, "run/teacher a", a) == cache_folder(tmp_path, "run/teacher a", b)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from kdlab import __version__
+from kdlab.core.version import __version__
 
 
 def cpu_model() -> str:

@@ -16,7 +16,7 @@ from torch import nn
 
 from kdlab.data.policies import Augment
 
-FORMAT = 1  # bump when the file layout or what is stored changes
+FORMAT = 2  # bump when the file layout or what is stored changes (2: a checksum per array)
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:

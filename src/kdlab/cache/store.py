@@ -1,5 +1,5 @@
 """The cache on disk: a folder of ``.npy`` arrays ``[N, K, ...]`` (sample, view, ...) read as memory maps, and
-``meta.json`` holding the key they were computed from.
+``meta.json`` holding the key they were computed from and every array's checksum.
 
 A cache is written into a temporary folder and renamed into place when complete, so a reader never sees a
 half-written one; an interrupted build leaves only a temporary folder, removed by the next build.
@@ -7,6 +7,7 @@ half-written one; an interrupted build leaves only a temporary folder, removed b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,16 @@ class CachedOutputs:
         return ModelOutput(logits=self.logits(index, view), features=features)
 
 
+def checksum(path: Path, chunk: int = 8 << 20) -> str:
+    """SHA-256 of a file's bytes: checked for every array when a cache is opened, so an array damaged in place
+    (even one that keeps its size) is found and the cache rebuilt (≈ 1 GB/s on one core)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _file(name: str) -> str:
     return name.replace(":", "-").replace("/", "_") + ".npy"
 
@@ -76,15 +87,25 @@ def open_cache(folder: Path, key: dict[str, Any]) -> CachedOutputs:
     meta_path = folder / META
     if not meta_path.is_file():
         raise FileNotFoundError(meta_path)
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), list):
+            raise ValueError("not a cache description")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StaleCacheError(f"The teacher-output cache {folder} is damaged ({META}: {exc}).") from None
     changed = differences(meta.get("key", {}), key)
     if changed:
         raise StaleCacheError(
             f"The teacher-output cache {folder} was computed from other inputs ({', '.join(changed)} differ)."
         )
     arrays = {}
+    checksums = meta.get("checksums", {})
     for name in meta["arrays"]:
         path = folder / _file(name)
+        if not path.is_file() or checksum(path) != checksums.get(name):
+            raise StaleCacheError(
+                f"The teacher-output cache {folder} is damaged ({path.name} is missing or does not match its checksum)."
+            )
         try:  # copy-on-write maps: writable for torch, never written back
             arrays[name] = torch.from_numpy(np.load(path, mmap_mode="c"))
         except (OSError, ValueError) as exc:
@@ -130,6 +151,7 @@ class CacheWriter:
         for array in self.arrays.values():
             array.flush()
         meta = {"key": self.key, "arrays": sorted(self.arrays), "samples": self.size, "views": self.views}
+        meta["checksums"] = {name: checksum(self.tmp / _file(name)) for name in sorted(self.arrays)}
         meta["num_classes"] = self.num_classes
         (self.tmp / META).write_text(json.dumps(meta, indent=1))
         self.arrays.clear()

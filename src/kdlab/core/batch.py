@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -33,3 +33,9 @@ class Batch(Generic[E]):
 
     def __len__(self) -> int:
         return self.y.shape[0]
+
+
+def feed(model: Callable[..., Any], inputs: Inputs) -> Any:
+    """How a model consumes a batch's inputs: a tensor as its one argument, a mapping of named tensors as keyword
+    arguments (``model(input_ids=..., attention_mask=...)``, as Hugging Face models take them)."""
+    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)

@@ -82,6 +82,8 @@ class Config:
     compile: bool = False  # torch.compile the student (its feature taps are registered first)
     methods: list[Any] = field(default_factory=list)  # kdlab compare: names or {name: ..., option: value}
     tag_map: dict[str, str] = field(default_factory=dict)  # sequence data: rename teacher tags → student tags
+    log: list[str] = field(default_factory=list)  # experiment trackers that follow every run: tensorboard, mlflow
+    mlflow_uri: str | None = None  # MLflow tracking store (default sqlite:///RUNS_ROOT/mlflow.db)
 
 
 _NAMED = ("data", "student", "method")  # sections that take `name` plus entry-specific options
@@ -104,7 +106,12 @@ def load_mapping(source: str | Path | None) -> dict[str, Any]:
                 f"Presets: {', '.join(presets)}. Give a YAML file path or a preset name."
             )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); give "
+            "a YAML file."
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"Cannot read config {path}: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
@@ -287,6 +294,31 @@ def _check_ranges(c: Config) -> None:
         ),
         (c.eval_every >= 1, f"eval_every must be ≥ 1; got {c.eval_every}."),
         (c.data.batch_size >= 1, f"data.batch_size must be ≥ 1; got {c.data.batch_size}."),
+        (c.data.eval_batch_size >= 1, f"data.eval_batch_size must be ≥ 1; got {c.data.eval_batch_size}."),
+        (
+            all(s is None or s >= 1 for s in (c.data.train_size, c.data.test_size)),
+            f"data.train_size and data.test_size must be ≥ 1 (or left out for the whole split); got "
+            f"{c.data.train_size} and {c.data.test_size}.",
+        ),
+        (
+            0.0 <= c.optim.momentum < 1.0,
+            f"optim.momentum must lie in [0, 1); got {c.optim.momentum}.",
+        ),
+        (c.optim.weight_decay >= 0, f"optim.weight_decay must be ≥ 0; got {c.optim.weight_decay}."),
+        (
+            all(0.0 <= b < 1.0 for b in c.optim.betas),
+            f"optim.betas (AdamW's moment decays) must lie in [0, 1); got {list(c.optim.betas)}.",
+        ),
+        (c.optim.warmup_epochs >= 0, f"optim.warmup_epochs must be ≥ 0; got {c.optim.warmup_epochs}."),
+        (
+            0.0 <= c.optim.min_lr <= c.optim.lr,
+            f"optim.min_lr must lie in [0, optim.lr = {c.optim.lr}]; got {c.optim.min_lr}.",
+        ),
+        (c.optim.gamma > 0, f"optim.gamma (the step schedule's factor) must be > 0; got {c.optim.gamma}."),
+        (
+            all(m >= 1 for m in c.optim.milestones),
+            f"optim.milestones are epochs ≥ 1; got {c.optim.milestones}.",
+        ),
         (
             c.student_init is None or 0.0 <= c.student_init <= 1.0,
             f"student_init (λ, the teacher's share of the initial weights) must lie in [0, 1]; got {c.student_init}.",
@@ -337,7 +369,7 @@ def to_mapping(config: Config) -> dict[str, Any]:
 def config_hash(config: Config) -> str:
     """A short hash of everything that changes the result (not the name, folder or device)."""
     mapping = to_mapping(config)
-    for key in ("name", "runs_dir", "device"):
+    for key in ("name", "runs_dir", "device", "log", "mlflow_uri"):
         mapping.pop(key, None)
     return hashlib.sha256(json.dumps(mapping, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

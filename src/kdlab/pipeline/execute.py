@@ -17,9 +17,11 @@ from kdlab.pipeline.member import build, resolve_device, run_member
 from kdlab.pipeline.plan import Layout, Plan, label, layout, member_config
 from kdlab.pipeline.task import Experiment, Member
 from kdlab.reporting.tables import Column
+from kdlab.runs import trackers
 from kdlab.runs.folder import RunFolder
 from kdlab.runs.index import RunIndex, RunRecord
 from kdlab.runs.summaries import aggregate, student_key
+from kdlab.runs.trackers import Trackers
 from kdlab.training import distributed
 from kdlab.training.engine import Recipe
 
@@ -39,7 +41,8 @@ class Outcome:
 
 
 def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device")}
+    """What must match to resume a run: everything but where it goes, the device and the trackers."""
+    return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device", "log", "mlflow_uri")}
 
 
 def _claim_group(lay: Layout, command: str, resume: bool) -> None:
@@ -146,8 +149,13 @@ def _run(
         seed=member.seed,
         epochs=lay.config.epochs,
     )
+    follow = Trackers([])
     if main:
         index.record(record)
+        follow = trackers.start(
+            lay.config.log, member.folder.path, lay.root, job=lay.config.name or lay.folder.name, config=mapping,
+            mlflow_uri=lay.config.mlflow_uri, resume=plan.resume,
+        )  # fmt: skip
     try:
         student, summary = run_member(
             member,
@@ -156,11 +164,13 @@ def _run(
             resume=plan.resume,
             progress=progress,
             extra={"name": record.name, "config_hash": record.config_hash},
+            trackers=follow,
         )
     except BaseException as exc:  # the index never keeps a run 'running' that is not
+        stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
         if main:
-            stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
             index.record(replace(record, status="interrupted" if stopped else "failed"))
+        follow.fail("KILLED" if stopped else "FAILED")
         raise
     if main:
         index.record(summary_record(record, summary))

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdlab import __version__
 from kdlab.core.errors import ConfigError
+from kdlab.core.version import __version__
 from kdlab.methods import build_method, params_mapping
 from kdlab.pipeline.task import Experiment, Member
+from kdlab.runs.trackers import Trackers
 from kdlab.training import distributed
 from kdlab.training.engine import Engine, Recipe
 
@@ -76,6 +77,7 @@ def run_member(
     resume: bool,
     progress: bool,
     extra: dict[str, Any],
+    trackers: Trackers,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train one student (or, without a teacher, one model) and write its folder; returns it and its summary."""
     started = time.perf_counter()
@@ -91,7 +93,7 @@ def run_member(
         state_path=member.folder.state_path,
         teacher=teacher,
         evaluate=experiment.validate(member, student),
-        on_epoch=member.folder.write_metrics,
+        on_epoch=trackers.on_epoch(member.folder.write_metrics),
         progress=progress,
         label=member.label,
     )
@@ -118,4 +120,5 @@ def run_member(
     if distributed.is_main():  # every rank holds the same figures; one writes them
         experiment.save_model(member.folder.model_path, student, summary["student"])
         member.folder.write_summary(summary)
+        trackers.finish(summary)
     return student, summary

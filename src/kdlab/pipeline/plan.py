@@ -10,6 +10,7 @@ from kdlab.core.errors import ConfigError
 from kdlab.methods import check_task, method_params, needs_teacher
 from kdlab.pipeline.config import Config, MethodConfig
 from kdlab.pipeline.task import Command, Member, Provided, Task, task_of
+from kdlab.runs import trackers
 from kdlab.runs.folder import RunFolder, index_root, unique_name
 
 DEFAULT_COMPARE = ("kd", "dkd", "fitnets", "at", "sp", "rkd", "pkt", "gkd", "crd")
@@ -98,6 +99,7 @@ def member_config(config: Config, member: Member) -> Config:
 def check(config: Config, command: Command, task: Task, has_teacher: bool) -> None:
     """The rules of the task, of the command and of every role's method (typed now: a bad option stops here)."""
     task.check(config, command)
+    trackers.check(config.log)
     for _, method in roles(config, command):
         method_params(method.name, method.params)
         check_task(method.name, task.name)

@@ -1,0 +1,1 @@
+"""Tables, Markdown/HTML pages, plots and ``kdlab compare``'s files."""

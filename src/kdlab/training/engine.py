@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from kdlab.core import files
-from kdlab.core.batch import Batch
+from kdlab.core.batch import Batch, feed
 from kdlab.core.errors import CheckpointError, ConfigError, Interrupted, TrainingStopped
 from kdlab.core.outputs import ModelOutput, as_model_output
 from kdlab.training import distributed
@@ -170,15 +170,16 @@ class Engine:
         """One optimisation step on ``batch``; returns the summed loss and its named terms (on the device —
         nothing here waits for the device, except fp16's loss-scale check)."""
         x = batch.x
-        if self.channels_last and x.dim() == 4:
+        images = isinstance(x, torch.Tensor) and x.dim() == 4
+        if self.channels_last and images:
             x = x.contiguous(memory_format=torch.channels_last)
-        elif self.world > 1 and x.dim() == 4 and x.stride(1) != x.shape[2] * x.shape[3]:
+        elif self.world > 1 and images and x.stride(1) != x.shape[2] * x.shape[3]:
             # cropped batches come channels-last strided (even 1-channel ones, which count as contiguous); the conv
             # weight gradients would then not match the layout of DDP's buckets
             x = x.clone(memory_format=torch.contiguous_format)
         with self.phases("student_forward"), self._autocast():
             # logits, a ModelOutput (structured models add their potentials), or anything the adapter reads
-            student = as_model_output(self.forward(x), model="The student")
+            student = as_model_output(feed(self.forward, x), model="The student")
             if self.taps:
                 student.features = self.taps.collect()
         needs_teacher = getattr(self.method, "needs_teacher", False)

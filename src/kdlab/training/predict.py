@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from kdlab.core.batch import Batch
+from kdlab.core.batch import Batch, feed
 from kdlab.core.outputs import as_model_output
 from kdlab.training import distributed
 
@@ -58,4 +58,4 @@ def predict_source(
 
 def model_predictor(model: nn.Module) -> Predict:
     """A predictor that calls ``model`` (in whatever mode it is) on the batch's inputs and reads its logits."""
-    return lambda batch: as_model_output(model(batch.x)).logits
+    return lambda batch: as_model_output(feed(model, batch.x)).logits

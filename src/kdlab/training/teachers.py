@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from kdlab.core.batch import Inputs, feed
 from kdlab.core.errors import ConfigError
-from kdlab.core.outputs import ModelOutput
+from kdlab.core.outputs import ModelOutput, as_model_output
 from kdlab.losses import ensemble_logits
 from kdlab.training.taps import Taps
 
@@ -60,11 +61,12 @@ class Teacher(nn.Module):
         return len(self.members)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        if x.dim() == 4:
+    def forward(self, x: Inputs) -> ModelOutput:
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.size == 1:
-            logits = self.members[0](x)
+            logits = as_model_output(feed(self.members[0], x), model="The teacher").logits
             return ModelOutput(logits=logits, features=self.taps.collect() if self.taps else {})
-        member_logits = torch.stack([m(x) for m in self.members], dim=1)
+        outputs = [as_model_output(feed(m, x), model="A teacher").logits for m in self.members]
+        member_logits = torch.stack(outputs, dim=1)
         return ModelOutput(logits=ensemble_logits(member_logits), member_logits=member_logits)

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.analysis.representations import layer_cka
 from kdlab.core.modes import eval_mode
 from kdlab.data.policies import Augment
 from kdlab.metrics.fidelity import split_metrics
@@ -20,6 +19,7 @@ from kdlab.pipeline.member import resolve_device
 from kdlab.pipeline.task import TASKS, Command, Provided
 from kdlab.tasks.image.evaluate import Shared
 from kdlab.tasks.image.experiment import ImageExperiment
+from kdlab.tasks.image.layers import layer_cka
 from kdlab.tasks.image.sources import Sources, config_sources
 from kdlab.tasks.image.teachers import TeacherLike, describe, load_teacher
 from kdlab.tasks.image.user import user_sources
