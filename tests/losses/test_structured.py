@@ -79,7 +79,7 @@ def test_local_temperature_differs_from_global_and_agrees_at_tau_one():
     teacher = chain(3)
     local, exact = crf_teacher_marginals(teacher, 3.0, "local"), crf_teacher_marginals(teacher, 3.0, "global")
     gap = (local.edges.exp().nan_to_num() - exact.edges.exp().nan_to_num()).abs().max()
-    assert gap > 1e-3  # a different objective, as papers.md Appendix A found (0.015 there)
+    assert gap > 1e-3  # a different objective, as Wang et al. 2021 (Appendix A) found (0.015 there)
     one_local, one_global = crf_teacher_marginals(teacher, 1.0, "local"), crf_teacher_marginals(teacher, 1.0, "global")
     assert torch.equal(one_local.edges.nan_to_num(), one_global.edges.nan_to_num())
     # each locally tempered position is still a distribution

@@ -74,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
         "--teacher", action="append", required=True, help="pretrained:NAME or a run folder (repeat: ensemble)"
     )
     s.add_argument("--data", default="fashion_mnist", help="data set name (default fashion_mnist)")
+    s.add_argument(
+        "--data-option", action="append", default=[], metavar="KEY=VALUE",
+        help="an option of the data set, as data.KEY=VALUE in a run (repeat; e.g. train=FILE for conll2003)",
+    )  # fmt: skip
     s.add_argument("--split", choices=["test", "val", "train"], default="test")
     s.add_argument("--device", default="auto")
     s.add_argument(

@@ -159,7 +159,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"--cka takes STUDENT_LAYER:TEACHER_LAYER (module paths, see kdlab layers); got {text!r}."
             )
         pairs.append((student_layer, teacher_layer))
-    result = evaluate(args.model, args.teacher, {"name": args.data}, split=args.split, device=args.device, cka=pairs)
+    from kdlab.pipeline.config import apply_overrides
+
+    data = apply_overrides({"data": {"name": args.data}}, [f"data.{item}" for item in args.data_option])["data"]
+    result = evaluate(args.model, args.teacher, data, split=args.split, device=args.device, cka=pairs)
     keys = list(dict.fromkeys([*result["teacher"], *result["student"]]))
     headers = [k if k in NOT_PERCENT else f"{k} %" for k in keys]
 

@@ -123,7 +123,7 @@ def label_cross_entropy(
     return mix_lambda * loss + (1.0 - mix_lambda) * mixed
 
 
-# --- the other response-level losses of gnosis (papers.md §1.2; Stanton et al. 2021) -----------------------------
+# --- the other response-level losses of gnosis (Stanton et al. 2021; the gnosis code) -----------------------------
 
 HardLabels = Literal["argmax", "sample"]
 
@@ -136,7 +136,7 @@ def reverse_kd(
 ) -> torch.Tensor:
     """Reverse cross-entropy ``τ² · mean_b [ −Σ_j σ_j(z_s/τ) log σ_j(z_t/τ) ]`` (scalar).
 
-    gnosis ``TeacherStudentRevCrossEntLoss`` (Stanton et al. 2021, papers.md §1.2): the student's
+    gnosis ``TeacherStudentRevCrossEntLoss`` (Stanton et al. 2021): the student's
     distribution weighs the teacher's log-probabilities, so the student is mode-seeking. Shapes as in
     the module docstring; ``[B, 1]`` temperatures scale each example by its own τ².
     """
@@ -153,7 +153,8 @@ def symmetric_kl(
 ) -> torch.Tensor:
     """``mean_b [ KL(q‖p) + KL(p‖q) ]`` with ``q = σ(z_t/τ)``, ``p = σ(z_s/τ)``; no τ² (scalar).
 
-    gnosis ``SymmetrizedKLLoss`` (papers.md §1.2). Per example the sum is ``Σ_j (q_j − p_j)(log q_j − log p_j)``
+    gnosis ``SymmetrizedKLLoss`` (Stanton et al. 2021). Per example the sum is
+    ``Σ_j (q_j − p_j)(log q_j − log p_j)``
     (Jeffreys divergence), zero iff ``p = q``.
     """
     log_q = teacher_log_probs(teacher_logits, temperature, ensemble)
@@ -169,7 +170,7 @@ def brier(
 ) -> torch.Tensor:
     """Brier distance ``mean_{b,j} (σ_j(z_s/τ) − σ_j(z_t/τ))²`` — mean over classes AND examples; no τ².
 
-    gnosis ``BrierLoss`` (``F.mse_loss`` of the probabilities; papers.md §1.2). Returns a scalar.
+    gnosis ``BrierLoss`` (``F.mse_loss`` of the probabilities; gnosis, Stanton et al. 2021). Returns a scalar.
     """
     q = teacher_log_probs(teacher_logits, temperature, ensemble).exp()
     p = tempered_log_softmax(student_logits, temperature).exp()
@@ -206,7 +207,7 @@ def hard_kd(
 ) -> torch.Tensor:
     """Cross-entropy with the teacher's labels ``mean_b [ −τ_b² log σ_ŷ_b(z_s/τ_b) ]`` (scalar).
 
-    gnosis ``TeacherStudentHardCrossEntLoss`` (papers.md §1.2): ``ŷ`` is the teacher's argmax or a sample
+    gnosis ``TeacherStudentHardCrossEntLoss`` (gnosis; Stanton et al. 2021): ``ŷ`` is the teacher's argmax or a sample
     from ``σ(z_t/τ)`` (see :func:`teacher_labels`); the student is tempered and the loss τ²-scaled like KD.
     gnosis' optional label corruption is not implemented.
     """
@@ -225,7 +226,7 @@ def anneal_kd(
 ) -> torch.Tensor:
     """Convex anneal ``β · hard_kd(argmax) + (1 − β) · kd`` at the same τ (scalar).
 
-    gnosis ``TeacherStudentCvxCrossEnt`` (papers.md §1.2); the caller lowers β from β₀ to 0 over the run.
+    gnosis ``TeacherStudentCvxCrossEnt`` (gnosis; Stanton et al. 2021); the caller lowers β from β₀ to 0 over the run.
     """
     soft = kd(student_logits, teacher_logits, temperature, ensemble)
     if beta == 0:

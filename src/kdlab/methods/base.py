@@ -92,6 +92,15 @@ class MethodContext:
         return self.teacher.members[0]
 
 
+def with_labels(
+    terms: dict[str, torch.Tensor], ce_weight: float, label_loss: LabelLoss, student: ModelOutput, batch: Batch
+) -> dict[str, torch.Tensor]:
+    """``terms`` plus ``"ce"`` = ``ce_weight`` × the task's label loss (left out at weight 0)."""
+    if ce_weight > 0:
+        terms["ce"] = ce_weight * label_loss(student, batch)
+    return terms
+
+
 Build = Callable[[Any, MethodContext], nn.Module]
 
 

@@ -23,7 +23,7 @@ from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
 from kdlab.losses.logits import at_least_float32
-from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.base import MethodContext, register_method, require, with_labels
 from kdlab.methods.layers import feature_shapes, pick_layers, require_rank
 from kdlab.methods.logit import CLASSIFICATION
 
@@ -152,6 +152,4 @@ class ContrastiveRepresentation(nn.Module):
                     mixed = bank[index].mul_(p.momentum).add_(value.detach().to(bank.dtype), alpha=1.0 - p.momentum)
                     setattr(self, name, bank.index_copy(0, index, F.normalize(mixed, dim=1)))
         terms = {"crd": p.weight * loss}
-        if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
-        return terms
+        return with_labels(terms, p.ce_weight, self.label_loss, student, batch)

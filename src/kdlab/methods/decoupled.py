@@ -16,7 +16,7 @@ from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
 from kdlab.data.loader import image_extras
 from kdlab.losses import dist, dkd
-from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.base import MethodContext, register_method, require, with_labels
 from kdlab.methods.logit import CLASSIFICATION
 
 
@@ -71,9 +71,7 @@ class DecoupledKD(nn.Module):
             # mixed images have two targets: weigh DKD for each like the label loss does
             kd_term = mix.mix_lambda * kd_term + (1.0 - mix.mix_lambda) * loss(batch.y[mix.mix_perm])
         terms = {"dkd": self.kd_weight * kd_term}
-        if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
-        return terms
+        return with_labels(terms, p.ce_weight, self.label_loss, student, batch)
 
 
 @dataclass
@@ -102,6 +100,4 @@ class DIST(nn.Module):
         assert teacher is not None
         p = self.params
         terms = {"dist": dist(student.logits, teacher.logits, p.beta, p.gamma, p.temperature)}
-        if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
-        return terms
+        return with_labels(terms, p.ce_weight, self.label_loss, student, batch)

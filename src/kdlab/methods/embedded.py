@@ -1,4 +1,5 @@
-"""Embedded knowledge distillation (EKD) in a depth-level dynamic network (papers.md §5.3).
+"""Embedded knowledge distillation (EKD) in a depth-level dynamic network (the EKD paper; our reconstruction
+from its abstract).
 
 Only the paper's abstract is public: the full net and its sub-nets share one set of weights and are trained
 together; a KL term keeps each sub-net's posterior close to the full net's and self-attention distillation on
@@ -36,8 +37,8 @@ DEFAULT_ATTENTION_WEIGHT = {"at": 500.0, "sad": 1.0, "none": 0.0}
 
 @dataclass
 class EKDParams:
-    """EKD (our reconstruction of papers.md §5.3). ``attention_weight`` None → 500 for ``at`` (β/2), 1 for
-    ``sad``; ``depths`` lists the sub-nets trained (None: every depth but the full one). Setting
+    """EKD (our reconstruction: only the EKD paper's abstract is public). ``attention_weight`` None → 500 for
+    ``at`` (β/2), 1 for ``sad``; ``depths`` lists the sub-nets trained (None: every depth but the full one). Setting
     ``kl_weight = 0`` and ``attention = "none"`` gives plain joint training with labels (condition b)."""
 
     temperature: float = 3.0

@@ -1,4 +1,5 @@
-"""Feature methods: ``fitnets`` (Romero et al. 2015), ``at`` (Zagoruyko & Komodakis 2017), ``sad`` (Hou et al. 2019).
+"""Feature methods: ``fitnets`` (Romero et al. 2015), ``at`` (Zagoruyko & Komodakis 2017), ``sad`` (Hou et al. 2019);
+``at`` and ``sad`` share one implementation (:class:`MapDistillation`).
 
 Each pairs the i-th student layer with the i-th teacher layer and adds ``ce_weight`` × the label
 cross-entropy (term ``"ce"``) to ``weight`` × the method's loss summed over the pairs.
@@ -17,7 +18,7 @@ from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
 from kdlab.losses.features import attention_transfer, hint, resize_map, self_attention_distillation
-from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.base import MethodContext, add_method, register_method, require, with_labels
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
 from kdlab.methods.logit import CLASSIFICATION
 
@@ -59,9 +60,7 @@ def _terms(
     pairs = enumerate(zip(method.student_layers, method.teacher_layers, strict=True))
     losses = [pair_loss(i, student.features[s], teacher.features[t]) for i, (s, t) in pairs]
     terms = {method.term: p.weight * torch.stack(losses).sum()}
-    if p.ce_weight > 0:
-        terms["ce"] = p.ce_weight * method.label_loss(student, batch)
-    return terms
+    return with_labels(terms, p.ce_weight, method.label_loss, student, batch)
 
 
 @dataclass
@@ -143,33 +142,9 @@ def _require_maps(name: str, layers: tuple[str, ...], shapes: list[torch.Size], 
         require_rank(name, owner, layer, shape, {3}, MAPS)
 
 
-@register_method("at", ATParams, tasks=CLASSIFICATION)
-class AttentionTransfer(nn.Module):
-    """Attention transfer: match the normalised spatial maps mean_c |f|^p of paired layers."""
-
-    needs_teacher = True
-    term = "at"
-
-    def __init__(self, params: ATParams, context: MethodContext) -> None:
-        student, teacher, s_shapes, t_shapes = _layers(
-            "at", params.student_layers, params.teacher_layers, "stages", context
-        )
-        _require_maps("at", student, s_shapes, "student")
-        _require_maps("at", teacher, t_shapes, "teacher")
-        super().__init__()
-        self.params, self.student_layers, self.teacher_layers = params, student, teacher
-        self.label_loss = context.label_loss
-
-    def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
-        return _terms(self, self.pair_loss, student, teacher, batch)
-
-    def pair_loss(self, index: int, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return attention_transfer(student, teacher, self.params.p)
-
-
 @dataclass
 class SADParams:
-    """Self-attention distillation between teacher and student. The weight 1 is ours (papers.md §5.3's
+    """Self-attention distillation between teacher and student. The weight 1 is ours (our
     reconstruction of EKD uses 1 for this MSE form), not a value from Hou et al.; γ = 1; layers = every stage."""
 
     weight: float = 1.0
@@ -178,25 +153,43 @@ class SADParams:
     teacher_layers: tuple[str, ...] = ()
 
 
-@register_method("sad", SADParams, tasks=CLASSIFICATION)
-class SelfAttentionDistillation(nn.Module):
-    """Self-attention distillation (Hou et al.): MSE between spatial softmaxes of sum_c f² of paired layers."""
+class MapDistillation(nn.Module):
+    """Attention transfer and SAD differ only by the loss on a pair of feature maps: one implementation, with
+    ``term`` and ``loss(method, student_map, teacher_map)`` given when registered."""
 
     needs_teacher = True
-    term = "sad"
 
-    def __init__(self, params: SADParams, context: MethodContext) -> None:
+    def __init__(self, params: ATParams | SADParams, context: MethodContext, *, term: str, loss: MapLoss) -> None:
         student, teacher, s_shapes, t_shapes = _layers(
-            "sad", params.student_layers, params.teacher_layers, "stages", context
+            term, params.student_layers, params.teacher_layers, "stages", context
         )
-        _require_maps("sad", student, s_shapes, "student")
-        _require_maps("sad", teacher, t_shapes, "teacher")
+        _require_maps(term, student, s_shapes, "student")
+        _require_maps(term, teacher, t_shapes, "teacher")
         super().__init__()
         self.params, self.student_layers, self.teacher_layers = params, student, teacher
-        self.label_loss = context.label_loss
+        self.term, self.loss, self.label_loss = term, loss, context.label_loss
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         return _terms(self, self.pair_loss, student, teacher, batch)
 
     def pair_loss(self, index: int, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return self_attention_distillation(student, teacher)
+        return self.loss(self, student, teacher)
+
+
+MapLoss = Callable[[MapDistillation, torch.Tensor, torch.Tensor], torch.Tensor]
+MAP_METHODS: list[tuple[str, type, MapLoss, str]] = [
+    ("at", ATParams, lambda m, s, t: attention_transfer(s, t, m.params.p),
+     "Attention transfer: match the normalised spatial maps mean_c |f|^p of paired layers."),
+    ("sad", SADParams, lambda m, s, t: self_attention_distillation(s, t),
+     "Self-attention distillation (Hou et al.): MSE between spatial softmaxes of sum_c f² of paired layers."),
+]  # fmt: skip
+
+
+def _map_builder(term: str, loss: MapLoss) -> Callable[[object, MethodContext], MapDistillation]:
+    return lambda params, context: MapDistillation(params, context, term=term, loss=loss)  # type: ignore[arg-type]
+
+
+for _name, _params, _loss, _summary in MAP_METHODS:
+    add_method(
+        _name, _params, _map_builder(_name, _loss), tasks=CLASSIFICATION, needs_teacher=True, summary=_summary
+    )

@@ -33,7 +33,7 @@ from kdlab.losses import (
     symmetric_kl,
 )
 from kdlab.losses.logits import EnsembleTemperature, HardLabels
-from kdlab.methods.base import MethodContext, add_method, register_method, require
+from kdlab.methods.base import MethodContext, add_method, register_method, require, with_labels
 
 CLASSIFICATION = ("image_classification",)  # the tasks whose models give class logits [B, c]
 CONVEX: dict[str, str] = {
@@ -71,91 +71,69 @@ class CrossEntropy(nn.Module):
         return {"ce": self.label_loss(student, batch, self.params.label_smoothing)}
 
 
-def _convex(name: str, ce_weight: float) -> None:
-    require(
-        0.0 <= ce_weight <= 1.0,
-        f"{name}'s method.ce_weight (the label weight; the distillation term weighs 1 − ce_weight) must lie in "
-        f"[0, 1]; got {ce_weight}.",
-    )
+@dataclass
+class ConvexParams:
+    """What every method of Hinton's convex objective takes: the temperature τ and the label weight ``ce_weight``
+    in [0, 1] (the distillation term weighs 1 − ``ce_weight``)."""
+
+    RENAMED: ClassVar[dict[str, str]] = CONVEX
+    temperature: float = 4.0
+    ce_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(
+            0.0 <= self.ce_weight <= 1.0,
+            "method.ce_weight (the label weight; the distillation term weighs 1 − ce_weight) must lie in [0, 1]; "
+            f"got {self.ce_weight}.",
+        )
 
 
 @dataclass
-class KDParams:
+class KDParams(ConvexParams):
     """Hinton KD. Stanton et al. use τ = 4 and no label term (``ce_weight`` = 0); ``ensemble`` says where an
     ensemble is tempered (``after_mean``: the ensemble's mean probability; ``before_mean``: each member)."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
-    ce_weight: float = 0.0
     ensemble: EnsembleTemperature = "after_mean"
 
-    def __post_init__(self) -> None:
-        _convex("kd", self.ce_weight)
-
 
 @dataclass
-class ReverseKDParams:
+class ReverseKDParams(ConvexParams):
     """Reverse cross-entropy; τ = 4 and no label term, as in gnosis' distillation config."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
-    ce_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        _convex("reverse_kd", self.ce_weight)
-
 
 @dataclass
-class SymmetricKLParams:
+class SymmetricKLParams(ConvexParams):
     """KL(t‖s) + KL(s‖t) at τ, no τ²; ``ce_weight`` 0.5 is gnosis' config default for this loss."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
     ce_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        _convex("symmetric_kl", self.ce_weight)
 
 
 @dataclass
-class BrierParams:
+class BrierParams(ConvexParams):
     """Squared probability gap, mean over classes and examples; ``ce_weight`` 0.5 as in gnosis' config."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
     ce_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        _convex("brier", self.ce_weight)
 
 
 @dataclass
-class HardKDParams:
+class HardKDParams(ConvexParams):
     """Teacher's hard labels (``argmax`` or a ``sample`` from σ(z_t/τ)), τ²-scaled; ``ce_weight`` 0.5 as in
     gnosis' config."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
     ce_weight: float = 0.5
     mode: HardLabels = "argmax"
 
-    def __post_init__(self) -> None:
-        _convex("hard_kd", self.ce_weight)
-
 
 @dataclass
-class AnnealKDParams:
+class AnnealKDParams(ConvexParams):
     """β · hard + (1 − β) · soft, β (gnosis' symbol) falling linearly from ``beta_start`` to 0 over
     ``anneal_epochs`` (0 = the run's epochs); no label term and β₀ = 1 as in gnosis' config."""
 
-    RENAMED: ClassVar[dict[str, str]] = CONVEX
-    temperature: float = 4.0
-    ce_weight: float = 0.0
     beta_start: float = 1.0
     anneal_epochs: int = 0
 
     def __post_init__(self) -> None:
-        _convex("anneal_kd", self.ce_weight)
+        super().__post_init__()
         require(
             0.0 <= self.beta_start <= 1.0 and self.anneal_epochs >= 0,
             "anneal_kd needs 0 ≤ method.beta_start ≤ 1 and method.anneal_epochs ≥ 0 (0 = the run's epochs); "
@@ -194,9 +172,7 @@ class LogitKD(nn.Module):
         target = teacher.member_logits if self.needs_member_logits else teacher.logits
         tau = resolve_temperature(image_extras(batch).temperature, p.temperature) if self.per_source else p.temperature
         terms = {self.term: (1.0 - p.ce_weight) * self.loss(self, student.logits, target, tau)}
-        if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
-        return terms
+        return with_labels(terms, p.ce_weight, self.label_loss, student, batch)
 
 
 def anneal_beta(method: LogitKD) -> float:

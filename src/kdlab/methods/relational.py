@@ -20,7 +20,7 @@ from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
 from kdlab.data.loader import image_extras
 from kdlab.losses.relations import Edges, gkd_loss, pkt_loss, rkd_loss, sp_loss, topology_loss
-from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.base import MethodContext, register_method, require, with_labels
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
 from kdlab.methods.logit import CLASSIFICATION
 from kdlab.training.taps import resolve_modules
@@ -87,9 +87,7 @@ def _terms(
     pairs = zip(module.student_layers, module.teacher_layers, strict=True)
     losses = torch.stack([loss(student.features[s], teacher.features[t]) for s, t in pairs])
     out = {module.term: p.weight * (losses.sum() if module.reduce == "sum" else losses.mean())}
-    if p.ce_weight > 0:
-        out["ce"] = p.ce_weight * module.label_loss(student, batch)
-    return out
+    return with_labels(out, p.ce_weight, module.label_loss, student, batch)
 
 
 @dataclass
@@ -179,7 +177,7 @@ class ProbabilisticKT(nn.Module):
 
 @dataclass
 class GKDParams:
-    """Graph-based geometric KD (papers.md §3). λ = 25, γ = 1, p = 1, all edges, no k-NN (graph_kd's released
+    """Graph-based geometric KD (Lassance et al. 2020). λ = 25, γ = 1, p = 1, all edges, no k-NN (graph_kd's released
     runs). Default layers: ``stage_names[:-1] + (embedding_name,)`` — the paper's [stage 1, stage 2, pooled
     stage 3]. The loss sums the B² squared differences (of O(1/B) entries: the sum stays O(1) in B but is not
     batch-size free; λ was tuned at batch 128) and averages the layers.

@@ -1,4 +1,5 @@
-"""Depth-switchable zoo networks (DDNN, papers.md §5.2) and the plain zoo model of each of their depths.
+"""Depth-switchable zoo networks (DDNN, the depth-level dynamic networks of the EKD paper) and the plain zoo model of
+each of their depths.
 
 - ``ddnn_resnet``: CIFAR ResNets, depth 6n + 2 ↔ n blocks per stage (20 ⊂ 32 ⊂ 44 ⊂ 56 by default);
 - ``ddnn_resnet_basic``: four-stage basic-block ResNets, ResNet-18 ⊂ ResNet-34 ((2, 2, 2, 2) ⊂ (3, 4, 6, 3));

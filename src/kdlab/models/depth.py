@@ -1,4 +1,5 @@
-"""Depth-switchable networks: sub-nets of several depths in one set of weights (DDNN, papers.md §5.2).
+"""Depth-switchable networks: sub-nets of several depths in one set of weights (DDNN, the depth-level dynamic networks
+of the EKD paper).
 
 A switchable network is a staged zoo network (:mod:`kdlab.models.ddnn`) whose stages are
 :class:`DepthStage`\\ s. A *depth* names a per-stage block budget ``(n_1, ..., n_S)``; at that depth stage

@@ -1,4 +1,5 @@
-"""``kdlab study ekd``: depth-level dynamic networks with embedded KD (papers.md §5.4), small scale.
+"""``kdlab study ekd``: depth-level dynamic networks with embedded KD (Embedded Knowledge Distillation in Depth-Level
+Dynamic Neural Network), small scale.
 
 Five conditions on one depth-switchable CIFAR ResNet family (ResNet-8 ⊂ 14 ⊂ 20 by default), Fashion-MNIST:
 (a) each depth trained alone; (b) the sub-nets and the full net trained jointly with labels only; (c) joint +
@@ -46,7 +47,8 @@ JOINT = {
     "joint_ce": {"name": "ekd", "kl_weight": 0.0, "attention": "none"},
     "joint_kl": {"name": "ekd", "attention": "none"},
     "ekd": {"name": "ekd"},
-    # the attention term's form and weight are our reconstruction (papers.md §5.3): two variants
+    # the attention term's form and weight are our reconstruction (only the EKD paper's abstract is public): two
+    # variants
     "ekd_sad": {"name": "ekd", "attention": "sad"},
     "ekd_at50": {"name": "ekd", "attention_weight": 50.0},
 }

@@ -1,5 +1,5 @@
 """The EKD study's report: one table of every condition × depth, accuracy vs multiply-adds, and verdicts
-computed from the measured numbers (papers.md §5.4 pass criteria)."""
+computed from the measured numbers (our pass criteria for the EKD paper's claims)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ LABELS = {
     "ekd_at50": "(d″) EKD, AT with β/2 = 50",
     "offline_kd": "(e) offline KD from (a)'s full net",
 }
-TOLERANCE = 0.005  # papers.md §5.4: within 0.5 point
+TOLERANCE = 0.005  # within 0.5 point counts as matching (our criterion)
 
 
 def _stat(runs: list[dict[str, Any]], metric: str) -> Stat:
@@ -151,7 +151,7 @@ def verdicts(
         "BatchNorm recalibration (each sub-net's statistics re-estimated on up to 2,048 training images; the full "
         "net's statistics and all weights unchanged) moves the EKD sub-nets' accuracy by "
         + ", ".join(f"{100 * v:+.2f} pt at depth {d}" for d, v in bn.items())
-        + " compared with using the full net's statistics (papers.md §5.5's main pitfall)."
+        + " compared with using the full net's statistics (the main pitfall of sub-nets sharing BatchNorm)."
     )
     worst_switch = max((v for c in checks.values() for v in c.values()), default=0.0)
     numbers["switch_max_accuracy_difference"] = worst_switch

@@ -1,6 +1,7 @@
 """``kdlab study fidelity``: Stanton et al. (2021), "Does knowledge distillation really work?", small scale.
 
-Six experiments on Fashion-MNIST (papers.md §2.4–2.5), each a list of conditions run through the ordinary
+Six experiments on Fashion-MNIST (Stanton et al. 2021, *Does Knowledge Distillation Really Work?*), each a list of
+conditions run through the ordinary
 workflow, each ending in a table, a figure and a paragraph that says whether the paper's claim held on our
 data and by how much. The verdicts are computed from the measured numbers, never written in advance.
 """

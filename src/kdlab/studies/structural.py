@@ -1,6 +1,7 @@
 """``kdlab study structural``: Structural KD (Wang et al. 2021) against its baselines on real data.
 
-Settings (papers.md §6.5–6.6, on the data this machine has): Turkish UPOS tagging (BiLSTM-CRF teacher → small
+Settings (those of Wang et al. 2021, *Structural Knowledge Distillation*, on the data this machine has): Turkish UPOS
+tagging (BiLSTM-CRF teacher → small
 CRF student, case 1a, and small MaxEnt student, case 2a), Turkish dependency parsing (biaffine teacher →
 sequence-labelling student, case 1b), Japanese NER (CRF teacher → CRF / MaxEnt students), each student with a few
 labelled sentences plus teacher-labelled unlabelled ones; and case 3, a MaxEnt teacher → CRF student trained on

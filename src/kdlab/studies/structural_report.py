@@ -10,7 +10,7 @@ from kdlab.core.files import write_atomic, write_json
 from kdlab.reporting.table import format_table
 from kdlab.studies.runner import Stat
 
-TIE = 0.003  # papers.md §6.6: differences within ±0.3 points count as ties
+TIE = 0.003  # differences within ±0.3 points count as ties (our rule)
 NAMES = {"accuracy": "token accuracy", "f1": "span F1", "las": "LAS"}
 
 

@@ -286,3 +286,8 @@ def test_compare_on_sequence_data_prints_one_table_with_every_method(tmp_path):
         assert row in out.stdout
     assert "span F1 %" in out.stdout and (tmp_path / "c" / "summary.json").is_file()
     assert all((tmp_path / "c" / name).is_file() for name in ("compare.json", "compare.md", "compare.png"))
+    evaluated = _kdlab("evaluate", str(tmp_path / "c" / "token_kd-seed0"), "--teacher", str(tmp_path / "t"),
+                       "--data", "conll2003", "--data-option", f"train={data}", "--data-option", f"test={data}",
+                       "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "accuracy %" in evaluated.stdout and "sentence_agreement %" in evaluated.stdout
