@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
 
-from kdlab.core.files import write_atomic, write_json
 from kdlab.core.errors import RunFolderError
+from kdlab.core.files import write_atomic, write_json
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RUN_FILE = "config.yaml", "metrics.jsonl", "summary.json", "run.json"
 STATE_FILE, MODEL_FILE, GROUP_FILE = "state.pt", "model.pt", "group.json"

@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+
 def student_key(summary: dict[str, Any]) -> str:
     """The section of the trained model: ``student`` (run folders written before kdlab 0.1's one pipeline called a
     model trained without a teacher ``model``)."""
