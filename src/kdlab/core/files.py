@@ -53,10 +53,17 @@ def load(path: Path, *, what: str = "checkpoint") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"The {what} {path} does not exist.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # a zip archive (torch.save) or a legacy pickle
+        raise CheckpointError(
+            f"The {what} {path} is not a file kdlab wrote (not a PyTorch file: it begins with {head!r}). Give a "
+            "model.pt or state.pt written by kdlab, or a run folder."
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load of a foreign file raises anything its unpickler meets (IndexError, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = (str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__)[:200]
         raise CheckpointError(
             f"The {what} {path} is not a file kdlab wrote, or it is unreadable or truncated ({reason}). It may "
             "have been cut short by a full disk or an interrupted copy; restore it, or give a file written by "
