@@ -1,5 +1,9 @@
 import os
+import signal
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,3 +30,22 @@ def synthetic_teacher(tmp_path_factory) -> Path:
     result = kdlab.train("cnn", "synthetic", epochs=4, lr=0.1, runs_dir=runs, name="teacher", device="cpu")
     assert result.metrics["student"]["test"]["accuracy"] > 0.5
     return result.run_dir
+
+
+def _interrupt(args: list[str], once: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Start the command ``args``, press Ctrl-C as soon as ``once`` exists (a run's first checkpoint), and return
+    its exit code and stderr."""
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not once.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.fixture
+def interrupt() -> Callable[[list[str], Path, dict[str, str]], tuple[int, str]]:
+    """Ctrl-C a kdlab command at its first checkpoint (see :func:`_interrupt`)."""
+    return _interrupt
+

@@ -3,10 +3,8 @@ the index, one result shape, resuming a whole job, logs without a terminal, ``kd
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -88,19 +86,13 @@ def test_a_run_that_fails_in_training_is_recorded_as_failed(tmp_path, synthetic_
     assert [r["status"] for r in rows] == ["failed"]
 
 
-def test_ctrl_c_in_a_job_suggests_the_command_that_finishes_all_of_it(tmp_path, synthetic_teacher):
+def test_ctrl_c_in_a_job_suggests_the_command_that_finishes_all_of_it(tmp_path, synthetic_teacher, interrupt):
     args = [sys.executable, "-m", "kdlab.cli", "distill", f"teacher={synthetic_teacher}", "data=synthetic",
             "data.batch_size=16", "student.width=4", "epochs=30", "seeds=0,1", "--quiet",
             f"runs_dir={tmp_path}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*args, "name=cut"], stderr=subprocess.PIPE, text=True, env=env)
-    state = tmp_path / "cut" / "independent-seed0" / "state.pt"
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = interrupt([*args, "name=cut"], tmp_path / "cut" / "independent-seed0" / "state.pt", env)
+    assert code == 130, err
     assert f"kdlab resume {tmp_path / 'cut'}" in err and "Traceback" not in err
     resumed = subprocess.run([sys.executable, "-m", "kdlab.cli", "resume", str(tmp_path / "cut"), "--quiet"],
                              capture_output=True, text=True, env=env, timeout=600)  # fmt: skip

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -91,7 +89,7 @@ def test_runs_and_evaluate_commands(capsys, synthetic_teacher, tmp_path):
     assert "teacher" in out and "student" in out and "agreement" in out
 
 
-def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
+def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path, interrupt):
     args = [
         sys.executable,
         "-m",
@@ -106,14 +104,8 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path):
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*args, "name=whole"], check=True, capture_output=True, env=env, timeout=300)
-    proc = subprocess.Popen([*args, "name=cut"], stderr=subprocess.PIPE, text=True, env=env)
-    state = tmp_path / "cut" / "state.pt"
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = interrupt([*args, "name=cut"], tmp_path / "cut" / "state.pt", env)
+    assert code == 130, err
     assert "Interrupted at epoch" in err and "kdlab resume" in err and "Traceback" not in err
     resumed = subprocess.run(
         [sys.executable, "-m", "kdlab.cli", "resume", str(tmp_path / "cut"), "--quiet"],

@@ -13,7 +13,6 @@ method. Every method that uses the labels weighs their loss with ``ce_weight`` a
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -179,11 +178,10 @@ def require(ok: bool, message: str) -> None:
 
 
 def _common_checks(where: str, params: Any) -> None:
-    """Ranges every method shares: weights (``*weight``) ≥ 0, temperatures > 0, every number finite."""
+    """Ranges every method shares: weights (``*weight``) ≥ 0, temperatures > 0 (numbers are finite already:
+    :func:`~kdlab.core.typecheck.coerce` refuses inf and NaN)."""
     for f in dataclasses.fields(params):
         value = getattr(params, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}.{f.name} must be a finite number; got {value}.")
         if f.name.endswith("weight") and isinstance(value, (int, float)) and value < 0:
             raise ConfigError(f"{where}.{f.name} is a loss weight and must be ≥ 0; got {value}.")
         if f.name == "temperature" and isinstance(value, (int, float)) and value <= 0:

@@ -121,7 +121,7 @@ class SequenceMethod(nn.Module):
 
     def __init__(self, params: Mixing, context: MethodContext) -> None:
         super().__init__()
-        self.mixing, self.params, self.context = params, params, sequence_context(context)
+        self.params, self.context = params, sequence_context(context)
         self.label_loss = context.label_loss
         # λ on the distillation term; the labels weigh ce_weight = 1 − λ (annealed from λ = 1 when asked)
         self.weight = 1.0 if params.teacher_annealing else 1.0 - params.ce_weight
@@ -129,8 +129,8 @@ class SequenceMethod(nn.Module):
         self.record = {"case": self.case}  # added to the run's summary
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        if self.mixing.teacher_annealing:
-            self.weight = max(0.0, 1.0 - self.mixing.anneal_factor * epoch / max(1, epochs - 1))
+        if self.params.teacher_annealing:
+            self.weight = max(0.0, 1.0 - self.params.anneal_factor * epoch / max(1, epochs - 1))
 
     @property
     def temperature(self) -> float:

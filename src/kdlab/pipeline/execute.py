@@ -129,7 +129,7 @@ def _run(
 
     def claim() -> dict[str, Any] | None:  # on rank 0; the others learn whether the run is done, and its summary
         member.folder.claim(mapping, command=command, resume=plan.resume, comparable=_comparable(mapping))
-        return member.folder.read_summary() if plan.resume and member.folder.finished else None
+        return member.folder.finished_summary() if plan.resume else None
 
     finished = distributed.on_main(claim)
     if finished is not None:

@@ -3,8 +3,9 @@ that can be checked from the configuration alone, before any data is read or any
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from kdlab.core.errors import ConfigError
 from kdlab.methods import check_task, method_params, needs_teacher
@@ -26,6 +27,7 @@ class Plan:
     provided: Provided | None = None
     folder: Path | None = None  # None: runs_dir/name, a fresh time-stamped name by default
     resume: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # each role's typed hyper-parameters
 
 
 @dataclass
@@ -96,12 +98,14 @@ def member_config(config: Config, member: Member) -> Config:
     return mine
 
 
-def check(config: Config, command: Command, task: Task, has_teacher: bool) -> None:
-    """The rules of the task, of the command and of every role's method (typed now: a bad option stops here)."""
+def check(config: Config, command: Command, task: Task, has_teacher: bool) -> dict[str, Any]:
+    """The rules of the task, of the command and of every role's method; returns each role's typed
+    hyper-parameters (typed now: a bad option stops here)."""
     task.check(config, command)
     trackers.check(config.log)
-    for _, method in roles(config, command):
-        method_params(method.name, method.params)
+    params = {}
+    for role, method in roles(config, command):
+        params[role] = method_params(method.name, method.params)
         check_task(method.name, task.name)
     if command == "train" and has_teacher:
         raise ConfigError("kdlab train trains a model from labels alone; remove teacher=... or use kdlab distill.")
@@ -116,6 +120,7 @@ def check(config: Config, command: Command, task: Task, has_teacher: bool) -> No
         raise ConfigError(f"control_teacher (an independent teacher t′) belongs to kdlab distill, not kdlab {command}.")
     if config.student_init is not None and command == "train":
         raise ConfigError("student_init interpolates from a teacher; it belongs to kdlab distill, not kdlab train.")
+    return params
 
 
 def make_plan(
@@ -129,8 +134,8 @@ def make_plan(
     """The checked plan of a job (nothing is read or written yet)."""
     task = task_of(config, provided)
     has_teacher = bool(config.teacher) or bool(provided and provided.teachers)
-    check(config, command, task, has_teacher)
-    return Plan(config, command, task, provided, folder, resume)
+    params = check(config, command, task, has_teacher)
+    return Plan(config, command, task, provided, folder, resume, params)
 
 
 def layout(plan: Plan) -> Layout:
@@ -149,10 +154,9 @@ def layout(plan: Plan) -> Layout:
     grouped = len(config.seeds) > 1 or len(pairs) > 1
     members = []
     for role, method in pairs:
-        params = method_params(method.name, method.params)
         for seed in config.seeds:
             where = RunFolder(folder / member_name(role, seed) if grouped else folder)
-            members.append(Member(where, seed, method, params, role, label=f"{method.name} seed {seed}"))
+            members.append(Member(where, seed, method, plan.params[role], role, label=f"{method.name} seed {seed}"))
     if not plan.resume:
         RunFolder(folder).check_free()
     return Layout(config, folder, root, grouped, members)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -55,7 +55,6 @@ class Provided:
     test: Any = None
     val: Any = None
     num_classes: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Experiment(Protocol):

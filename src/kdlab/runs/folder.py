@@ -49,15 +49,13 @@ class RunFolder:
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
 
-    @property
-    def finished(self) -> bool:
-        """Whether the run has a readable summary (a damaged one counts as unfinished: resuming re-evaluates the
-        run from its last checkpoint and writes the summary again)."""
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The summary of a finished run, else None (a damaged summary counts as unfinished: resuming re-evaluates
+        the run from its last checkpoint and writes the summary again)."""
         try:
-            self.read_summary()
+            return self.read_summary()
         except RunFolderError:
-            return False
-        return True
+            return None
 
     def _read(self, name: str, parse: Callable[[str], Any], what: str) -> Any:
         path = self.path / name

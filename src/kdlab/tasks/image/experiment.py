@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from kdlab.core.errors import ConfigError
@@ -38,7 +39,7 @@ class ImageExperiment:
     student_module: nn.Module | None = None
 
     @property
-    def device(self) -> Any:
+    def device(self) -> torch.device:
         return self.main.device
 
     @property

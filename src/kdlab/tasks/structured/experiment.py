@@ -13,6 +13,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.core.modes import eval_mode
+from kdlab.core.typecheck import check_kwargs
 from kdlab.data import DATASETS
 from kdlab.data.sentences.corpora import SequenceSplits
 from kdlab.data.sentences.encoding import Encoded, Vocabulary, encode, encode_inputs
@@ -41,8 +42,6 @@ ENCODING = {"min_count": 2, "max_chars": 16}  # data options of the vocabulary, 
 def load_splits(config: DataConfig) -> tuple[SequenceSplits, list[bool]]:
     """The data set's splits with ``train_size``/``test_size`` applied, and which training sentences keep their
     labels: ``labelled = N`` keeps N chosen at random (``split_seed``), the rest become unlabelled."""
-    from kdlab.core.typecheck import check_kwargs
-
     options = {k: v for k, v in config.options.items() if k not in ENCODING}
     builder = DATASETS.get(config.name)
     splits = builder(**check_kwargs(builder, options, f"data set {config.name!r}"))
@@ -69,13 +68,13 @@ class SequenceExperiment:
     """What the runs of one sequence job share: data, vocabulary, label set and teacher."""
 
     config: Config
-    columns_: tuple[Column, ...]
+    column_specs: tuple[Column, ...]
     splits: SequenceSplits
     vocab: Vocabulary
     train: Encoded
     val: Encoded | None
     test: Encoded | None
-    table_: LabelTable | None
+    label_table: LabelTable | None
     device: torch.device
     teacher: SequenceTeacher | None = None
     teacher_name: str | None = None
@@ -120,12 +119,12 @@ class SequenceExperiment:
         return SentenceLoader(data, size, device=self.device, shuffle=shuffle, seed=seed)
 
     def build_student(self, member: Member) -> nn.Module:
-        return build_sequence_model(self.config.student, self.vocab, self.splits.task, self.table_)
+        return build_sequence_model(self.config.student, self.vocab, self.splits.task, self.label_table)
 
     def method_context(self, member: Member, student: nn.Module, epochs: int) -> MethodContext:
         kind = kind_of(student, self.splits.task)
         teacher_kind = self.teacher.kind if self.teacher is not None else "none"
-        table = None if self.table_ is None else self.table_.to(self.device)
+        table = None if self.label_table is None else self.label_table.to(self.device)
         return MethodContext(
             student,
             self.teacher,
@@ -161,7 +160,8 @@ class SequenceExperiment:
         """A saved model's figures on ``data`` (against the teacher), or the teacher's own (``frozen`` None)."""
         assert self.teacher is not None
         if frozen is None:
-            decoded, gold = predict({"t": (self.teacher, self.teacher.kind)}, self.loader(data).epoch(0), self.table_)
+            teacher = {"t": (self.teacher, self.teacher.kind)}
+            decoded, gold = predict(teacher, self.loader(data).epoch(0), self.label_table)
             return task_metrics(decoded["t"], gold, self.vocab.labels)
         return self._scores((frozen, frozen.kind), data)
 
@@ -169,7 +169,7 @@ class SequenceExperiment:
         predictors = {"s": predictor}
         if self.teacher is not None:
             predictors["t"] = (self.teacher, self.teacher.kind)
-        decoded, gold = predict(predictors, self.loader(data).epoch(0), self.table_)
+        decoded, gold = predict(predictors, self.loader(data).epoch(0), self.label_table)
         out = task_metrics(decoded["s"], gold, self.vocab.labels)
         if "t" in decoded:
             out.update(fidelity(decoded["s"], decoded["t"]))
@@ -177,8 +177,7 @@ class SequenceExperiment:
 
     def teacher_metrics(self) -> dict[str, float]:
         if self.teacher_test is None and self.teacher is not None and self.test is not None:
-            decoded, gold = predict({"t": (self.teacher, self.teacher.kind)}, self.loader(self.test).epoch(0))
-            self.teacher_test = task_metrics(decoded["t"], gold, self.vocab.labels)
+            self.teacher_test = self.score(None, self.test)
         return self.teacher_test or {}
 
     def validate(self, member: Member, student: nn.Module) -> Callable[[], dict[str, float]] | None:
@@ -205,11 +204,11 @@ class SequenceExperiment:
                 "train_sentences": len(self.train)}  # fmt: skip
 
     def save_model(self, path: Path, student: nn.Module, metrics: dict[str, Any]) -> None:
-        save_sequence_model(path, student, self.config.student, self.vocab, self.splits.task, self.table_,
+        save_sequence_model(path, student, self.config.student, self.vocab, self.splits.task, self.label_table,
                             metrics.get("test", {}))  # fmt: skip
 
     def table(self, rows: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> str:
-        return comparison_table(self.columns_, rows, self.teacher_metrics() if self.teacher is not None else None)
+        return comparison_table(self.column_specs, rows, self.teacher_metrics() if self.teacher is not None else None)
 
     def columns(self) -> list[Column]:
-        return list(self.columns_)
+        return list(self.column_specs)
