@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from kdlab.core.errors import ConfigError
 from kdlab.data.policies import Augment
 from kdlab.data.user import UserData
+from kdlab.models import hf
 from kdlab.models.factory import OBJECT
 from kdlab.pipeline.config import DataConfig, resolve
 from kdlab.pipeline.dispatch import run
@@ -33,7 +34,13 @@ from kdlab.training import distributed
 from kdlab.training.teachers import Teacher
 
 IMAGE_TASK = "image_classification"  # the task of data given as tensors, Datasets and DataLoaders
-DEFAULT_BATCH = 128
+TEXT_TASK = "text_classification"  # the task of Hugging Face models, or of data given with a tokenizer
+DEFAULT_BATCH = {IMAGE_TASK: 128, TEXT_TASK: 32}
+# the optimiser when none is named: SGD for image nets, AdamW with a fine-tuning rate for pretrained encoders
+DEFAULT_OPTIM = {
+    IMAGE_TASK: {"name": "sgd", "lr": 0.05, "weight_decay": 5e-4},
+    TEXT_TASK: {"name": "adamw", "lr": 5e-5, "weight_decay": 0.01},
+}
 
 
 @dataclass
@@ -65,9 +72,26 @@ def _teachers(teacher: TeacherLike | None) -> tuple[list[Any], list[Any] | None]
     return names, items
 
 
-def _batch_size(train: UserData, batch_size: int | None) -> int:
+def _task(models: Sequence[Any], tokenizer: Any) -> str:
+    """Text when a tokenizer is given or any model is a Hugging Face ``PreTrainedModel``, else images."""
+    return TEXT_TASK if tokenizer is not None or any(hf.is_pretrained(m) for m in models) else IMAGE_TASK
+
+
+def _text_splits(splits: dict[str, Any], text: str, label: str) -> dict[str, Any]:
+    """The API's text splits read into :class:`kdlab.data.text.TextData` (the classes are the training split's)."""
+    from kdlab.data.text import read_texts
+
+    train = read_texts(splits["train"], text=text, label=label)
+    out = {"train": train}
+    for name in ("val", "test"):
+        if splits[name] is not None:
+            out[name] = read_texts(splits[name], text=text, label=label, label_names=train.label_names)
+    return out
+
+
+def _batch_size(train: UserData, batch_size: int | None, task: str) -> int:
     if not isinstance(train, DataLoader):
-        return DEFAULT_BATCH if batch_size is None else batch_size
+        return DEFAULT_BATCH[task] if batch_size is None else batch_size
     own = train.batch_size
     if own is None:
         raise ConfigError("The training DataLoader has no batch_size (a batch_sampler); give a DataLoader with one.")
@@ -93,9 +117,9 @@ def distill(
     val: UserData | None = None,
     epochs: int = 10,
     batch_size: int | None = None,
-    optimizer: str = "sgd",
-    lr: float = 0.05,
-    weight_decay: float = 5e-4,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     schedule: str = "cosine",
     warmup_epochs: float = 0.0,
     augment: Augment | str | dict[str, Any] | None = None,
@@ -106,6 +130,9 @@ def distill(
     progress: bool = False,
     teacher_cache: bool = True,
     num_classes: int | None = None,
+    tokenizer: Any = None,
+    text: str = "text",
+    label: str = "label",
     **hyper_parameters: Any,
 ) -> DistillResult:
     """Distil ``teacher`` (a model, a list of models = an ensemble, or a saved one) into ``student``.
@@ -118,6 +145,12 @@ def distill(
     hyper-parameters go as keywords (``temperature=4``, ``ce_weight=0.1``; feature methods take
     ``student_layers``/``teacher_layers``, module paths). Everything is checked before anything is written; the run
     goes to ``runs_dir/name`` and the index, and the trained student comes back with its metrics.
+
+    Text: ``teacher``/``student`` are Hugging Face ``PreTrainedModel`` sequence classifiers (or ``"hf:PATH"``),
+    ``train``/``test``/``val`` a ``datasets.Dataset``, a list of ``(text, label)`` pairs, a mapping of columns or
+    a CSV/JSONL path (``text=``/``label=`` name the columns), and ``tokenizer`` one tokenizer for both models or a
+    ``(teacher_tokenizer, student_tokenizer)`` pair; ``method="tinybert"``, ``"minilm"``, ... take their options as
+    keywords. Without ``optimizer``/``lr``/``weight_decay``: SGD 0.05, 5e-4 for images; AdamW 5e-5, 0.01 for text.
     """
     if distributed.launched():
         raise ConfigError(
@@ -125,11 +158,15 @@ def distill(
             f"{distributed.world_size()}. For data-parallel training use the command: torchrun ... -m kdlab distill "
             "(your own model as student=package.module:callable); or run this script with plain python."
         )
-    named_data = isinstance(train, str)
     teacher_names, teacher_objects = _teachers(teacher)
+    task = _task([student, *(teacher_objects or [])], tokenizer)
+    named_data = isinstance(train, str) and (task == IMAGE_TASK or not Path(train).exists())
+    splits = {"train": train, "test": test, "val": val}
+    if task == TEXT_TASK and not named_data:
+        splits = {"val": None, "test": None, **_text_splits(splits, text, label)}
     data: dict[str, Any] = {
         "name": train if named_data else f"{OBJECT}data",
-        "batch_size": _batch_size(train, batch_size),
+        "batch_size": _batch_size(train, batch_size, task),
     }
     if augment is not None:
         data["augment"] = _augment(augment)
@@ -141,9 +178,8 @@ def distill(
         "teacher": teacher_names,
         "method": {"name": method, **hyper_parameters},
         "optim": {
-            "name": optimizer,
-            "lr": lr,
-            "weight_decay": weight_decay,
+            **DEFAULT_OPTIM[task],
+            **{k: v for k, v in (("name", optimizer), ("lr", lr), ("weight_decay", weight_decay)) if v is not None},
             "schedule": schedule,
             "warmup_epochs": warmup_epochs,
         },
@@ -154,13 +190,14 @@ def distill(
     }
     config = resolve(raw)
     provided = Provided(
-        IMAGE_TASK,
+        task,
         student=None if isinstance(student, str) else student,
         teachers=teacher_objects,
-        train=None if named_data else train,
-        test=None if named_data else test,
-        val=None if named_data else val,
+        train=None if named_data else splits["train"],
+        test=None if named_data else splits["test"],
+        val=None if named_data else splits["val"],
         num_classes=num_classes,
+        tokenizer=tokenizer,
     )
     command: Literal["train", "distill"] = "distill" if teacher is not None else "train"
     outcome = run(config, command, provided=provided, progress=progress)
@@ -187,6 +224,9 @@ def evaluate(
     batch_size: int = 256,
     cka: Sequence[tuple[str, str]] = (),
     cka_examples: int = 2000,
+    tokenizer: Any = None,
+    text: str = "text",
+    label: str = "label",
 ) -> dict[str, dict[str, Any]]:
     """Fidelity of ``student`` to ``teacher`` on ``data``; for a data set name, on its ``split``
     (``val`` and ``train`` as kdlab splits the training set by default).
@@ -195,7 +235,18 @@ def evaluate(
     (accuracy/NLL/ECE only where the data are labelled). ``cka`` pairs a student layer with a teacher layer
     (module paths); each pair adds ``result["cka"]["student~teacher"] = {"linear", "rbf"}`` measured on the
     first ``cka_examples`` examples of the split.
+
+    Hugging Face models (with ``tokenizer``: one, or a ``(teacher, student)`` pair) are evaluated on text data
+    (a data set name, or a ``datasets.Dataset``, pairs, columns or a file: ``text=``/``label=`` name the columns);
+    their ``cka`` pairs are hidden-state indices ``("2", "6")`` or with a pooling ``("2", "6:mean")``.
     """
+    if _task([teacher, student], tokenizer) == TEXT_TASK:
+        from kdlab.tasks.text.task import evaluate_models as evaluate_text
+
+        return evaluate_text(
+            teacher, student, data, tokenizer=tokenizer, split=split, device=resolve_device(device),
+            batch_size=batch_size, cka=cka, cka_examples=cka_examples, text=text, label=label,
+        )  # fmt: skip
     where = DataConfig(name=data) if isinstance(data, str) else data
     return evaluate_models(
         teacher,
@@ -207,4 +258,3 @@ def evaluate(
         cka=cka,
         cka_examples=cka_examples,
     )
-

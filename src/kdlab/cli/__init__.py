@@ -42,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="reproduce a paper's claims at small scale and write a report")
     s.add_argument(
         "study",
-        choices=["fidelity", "ekd", "structural"],
+        choices=["fidelity", "ekd", "structural", "encoder"],
         help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...); ekd: depth-level dynamic nets with embedded KD; "
-        "structural: Structural KD vs its baselines (taggers, parsers; Wang et al. 2021)",
+        "structural: Structural KD vs its baselines (taggers, parsers; Wang et al. 2021); encoder: a MiniLM teacher "
+        "on tweets → 2-layer student by KD, TinyBERT, MiniLM v1/v2, Aguilar et al.",
     )
     s.add_argument(
         "preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), smoke; fidelity also full"

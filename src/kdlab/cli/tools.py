@@ -14,12 +14,13 @@ KINDS = {"models": "models", "datasets": "data sets", "methods": "methods"}  # `
 
 def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/study-{args.study}-{args.preset}")
-    if args.study == "structural":
-        from kdlab.studies import structural
+    if args.study in ("structural", "encoder"):
+        from kdlab.studies import encoder, structural
 
         if args.only:
-            raise ConfigError("--only selects experiments of the fidelity study, not of the structural study.")
-        folder = structural.run_study(args.preset, out, progress=not args.quiet)
+            raise ConfigError(f"--only selects experiments of the fidelity study, not of the {args.study} study.")
+        study = structural if args.study == "structural" else encoder
+        folder = study.run_study(args.preset, out, progress=not args.quiet)
         print(f"report: {folder / 'report.md'} · numbers: {folder / 'results.json'}")
         return 0
     if args.study == "ekd":

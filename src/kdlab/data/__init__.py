@@ -13,6 +13,7 @@ from kdlab.data.base import DATASETS, DataInfo, ImageData
 from kdlab.data.sentences import corpora  # noqa: F401  (registers the sentence data sets)
 from kdlab.data.split import stratified_split, stratified_subset
 from kdlab.data.stats import pixel_stats
+from kdlab.data.text import corpora as text_corpora  # noqa: F401  (registers the text data sets)
 
 __all__ = [
     "DATASETS",

@@ -2,11 +2,23 @@
 
 ``logits`` (Hinton KD and gnosis' response-level losses, the label cross-entropy, τ² and tempered log-softmax),
 ``decoupled`` (DKD, DIST), ``features`` (hints, attention transfer, SAD), ``relations`` (SP, RKD, PKT, GKD graphs,
-topology), ``contrastive`` (CRD's NCE), ``structured`` (Structural KD and its token / posterior / Top-K baselines).
+topology), ``contrastive`` (CRD's NCE), ``structured`` (Structural KD and its token / posterior / Top-K baselines),
+``encoder`` (the masked token-level losses of TinyBERT, MiniLM v1/v2 and Aguilar et al. for transformer encoders).
 """
 
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
 from kdlab.losses.decoupled import dist, dkd, dkd_parts, inter_class_relation, intra_class_relation, pearson
+from kdlab.losses.encoder import (
+    attention_kl,
+    attention_probabilities,
+    attention_score_mse,
+    attention_scores,
+    cls_cosine,
+    hidden_mse,
+    relation_kl,
+    self_relation,
+    split_heads,
+)
 from kdlab.losses.features import (
     attention_map,
     attention_transfer,
@@ -63,10 +75,15 @@ from kdlab.losses.structured import (
 __all__ = [
     "anneal_kd",
     "at_least_float32",
+    "attention_kl",
     "attention_map",
+    "attention_probabilities",
+    "attention_score_mse",
+    "attention_scores",
     "attention_transfer",
     "brier",
     "class_edges",
+    "cls_cosine",
     "contrast_scores",
     "crf_teacher_marginals",
     "dist",
@@ -78,6 +95,7 @@ __all__ = [
     "gkd_loss",
     "hard_kd",
     "hashed_normal",
+    "hidden_mse",
     "hint",
     "inter_class_relation",
     "intra_class_relation",
@@ -91,6 +109,7 @@ __all__ = [
     "pkt_loss",
     "posterior_kd",
     "product_marginals",
+    "relation_kl",
     "resize_map",
     "reverse_kd",
     "rkd_angle_loss",
@@ -98,9 +117,11 @@ __all__ = [
     "rkd_loss",
     "self_attention_distillation",
     "self_attention_map",
+    "self_relation",
     "soft_cross_entropy",
     "soft_target_cross_entropy",
     "sp_loss",
+    "split_heads",
     "structural_kd_crf",
     "structural_kd_tokens",
     "symmetric_kl",

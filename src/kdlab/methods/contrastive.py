@@ -25,7 +25,7 @@ from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_lo
 from kdlab.losses.logits import at_least_float32
 from kdlab.methods.base import MethodContext, register_method, require, with_labels
 from kdlab.methods.layers import feature_shapes, pick_layers, require_rank
-from kdlab.methods.logit import CLASSIFICATION
+from kdlab.methods.logit import IMAGES
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _bank(num_train: int, dim: int, device: torch.device) -> torch.Tensor:
     return torch.rand(num_train, dim, device=device).mul_(2 * bound).sub_(bound)
 
 
-@register_method("crd", CRDParams, tasks=CLASSIFICATION)
+@register_method("crd", CRDParams, tasks=IMAGES)
 class ContrastiveRepresentation(nn.Module):
     """CRD: NCE between student and teacher embeddings, with momentum memory banks of negatives."""
 

@@ -28,7 +28,7 @@ from kdlab.core.outputs import ModelOutput
 from kdlab.losses.features import attention_transfer, self_attention_distillation
 from kdlab.losses.logits import kl_divergence, tau_squared
 from kdlab.methods.base import MethodContext, register_method, require
-from kdlab.methods.logit import CLASSIFICATION
+from kdlab.methods.logit import IMAGES
 from kdlab.models.depth import DepthSwitch
 
 Attention = Literal["at", "sad", "none"]
@@ -54,7 +54,7 @@ class EKDParams:
         require(self.p > 0, f"ekd needs method.p > 0; got {self.p}.")
 
 
-@register_method("ekd", EKDParams, tasks=CLASSIFICATION)
+@register_method("ekd", EKDParams, tasks=IMAGES)
 class EmbeddedKD(nn.Module):
     """Embedded KD: sub-nets of a depth-switchable student learn from labels and from its full net."""
 

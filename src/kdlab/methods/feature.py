@@ -20,7 +20,7 @@ from kdlab.core.outputs import ModelOutput
 from kdlab.losses.features import attention_transfer, hint, resize_map, self_attention_distillation
 from kdlab.methods.base import MethodContext, add_method, register_method, require, with_labels
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
-from kdlab.methods.logit import CLASSIFICATION
+from kdlab.methods.logit import IMAGES
 
 MAPS = "[C, H, W] feature maps (a 4-D [B, C, H, W] batch)"
 
@@ -87,7 +87,7 @@ def _regressor(student: torch.Size, teacher: torch.Size, kind: str) -> nn.Module
     return nn.Sequential(project, norm, nn.ReLU())
 
 
-@register_method("fitnets", FitNetsParams, tasks=CLASSIFICATION)
+@register_method("fitnets", FitNetsParams, tasks=IMAGES)
 class FitNets(nn.Module):
     """FitNets hints: MSE between a learned regressor of student features and the teacher's features."""
 
@@ -191,5 +191,5 @@ def _map_builder(term: str, loss: MapLoss) -> Callable[[object, MethodContext], 
 
 for _name, _params, _loss, _summary in MAP_METHODS:
     add_method(
-        _name, _params, _map_builder(_name, _loss), tasks=CLASSIFICATION, needs_teacher=True, summary=_summary
+        _name, _params, _map_builder(_name, _loss), tasks=IMAGES, needs_teacher=True, summary=_summary
     )

@@ -35,7 +35,8 @@ from kdlab.losses import (
 from kdlab.losses.logits import EnsembleTemperature, HardLabels
 from kdlab.methods.base import MethodContext, add_method, register_method, require, with_labels
 
-CLASSIFICATION = ("image_classification",)  # the tasks whose models give class logits [B, c]
+CLASSIFICATION = ("image_classification", "text_classification")  # the tasks whose models give class logits [B, c]
+IMAGES = ("image_classification",)  # the tasks whose layers are image feature maps (feature and relational methods)
 CONVEX: dict[str, str] = {
     "alpha": "ce_weight (the weight of the label cross-entropy, as in every method; the distillation term weighs "
     "1 − ce_weight): alpha=A becomes ce_weight=A."

@@ -22,7 +22,7 @@ from kdlab.data.loader import image_extras
 from kdlab.losses.relations import Edges, gkd_loss, pkt_loss, rkd_loss, sp_loss, topology_loss
 from kdlab.methods.base import MethodContext, register_method, require, with_labels
 from kdlab.methods.layers import Default, feature_shapes, pick_layers, require_pairs, require_rank
-from kdlab.methods.logit import CLASSIFICATION
+from kdlab.methods.logit import IMAGES
 from kdlab.training.taps import resolve_modules
 
 Layers = tuple[str, ...]
@@ -101,7 +101,7 @@ class SPParams:
     teacher_layers: Layers = ()
 
 
-@register_method("sp", SPParams, tasks=CLASSIFICATION)
+@register_method("sp", SPParams, tasks=IMAGES)
 class SimilarityPreserving(nn.Module):
     """Similarity-preserving KD (Tung & Mori 2019): match row-normalised batch Gram matrices."""
 
@@ -129,7 +129,7 @@ class RKDParams:
     teacher_layers: Layers = ()
 
 
-@register_method("rkd", RKDParams, tasks=CLASSIFICATION)
+@register_method("rkd", RKDParams, tasks=IMAGES)
 class RelationalKD(nn.Module):
     """Relational KD (Park et al. 2019): match normalised pairwise distances and triplet angles."""
 
@@ -160,7 +160,7 @@ class PKTParams:
     teacher_layers: Layers = ()
 
 
-@register_method("pkt", PKTParams, tasks=CLASSIFICATION)
+@register_method("pkt", PKTParams, tasks=IMAGES)
 class ProbabilisticKT(nn.Module):
     """Probabilistic knowledge transfer (Passalis & Tefas 2018): KL between cosine-kernel neighbour laws."""
 
@@ -199,7 +199,7 @@ class GKDParams:
         )
 
 
-@register_method("gkd", GKDParams, tasks=CLASSIFICATION)
+@register_method("gkd", GKDParams, tasks=IMAGES)
 class GeometricKD(nn.Module):
     """Graph-based geometric KD (Lassance et al. 2020): match degree-normalised cosine graphs of the batch."""
 
@@ -234,7 +234,7 @@ class TopologyParams:
     teacher_layers: Layers = ()
 
 
-@register_method("topology", TopologyParams, tasks=CLASSIFICATION)
+@register_method("topology", TopologyParams, tasks=IMAGES)
 class TopologyDistillation(nn.Module):
     """Full topology distillation (Kang et al. 2021): match the batch's cosine relation matrix."""
 

@@ -46,7 +46,8 @@ class Member:
 @dataclass
 class Provided:
     """What the Python API was given as objects instead of names: the student, the teacher models and the data
-    (``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader``); None where the configuration names it instead."""
+    (``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader``; for text, read splits), and for text the tokenizer (one
+    for both models, or a ``(teacher, student)`` pair); None where the configuration names it instead."""
 
     task: str
     student: nn.Module | None = None
@@ -55,6 +56,7 @@ class Provided:
     test: Any = None
     val: Any = None
     num_classes: int | None = None
+    tokenizer: Any = None
 
 
 class Experiment(Protocol):

