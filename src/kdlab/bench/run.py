@@ -1,4 +1,8 @@
-"""``kdlab bench``: measure every mode of the named pairs and gather the figures into one JSON-ready record."""
+"""``kdlab bench``: measure every mode of the named pairs and gather the figures into one JSON-ready record.
+
+Image pairs count images, text pairs examples (texts): a mode's record holds ``images_per_s`` or ``examples_per_s``
+and the pair's ``unit`` says which.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,16 @@ from typing import Any
 
 import torch
 
+from kdlab.bench.loops import AnyPair, AnyWorkload, build_cache, build_loop, pair_macs
 from kdlab.bench.machine import describe_machine
-from kdlab.bench.measure import Loop, Split, Throughput, split, throughput
-from kdlab.bench.modes import MODE_LABELS, MODES, kdlab_loop, teacher_cache
-from kdlab.bench.pairs import Pair, Workload, load_workload
-from kdlab.bench.reference import PerSampleImages, ReferenceLoop, classic_backend
+from kdlab.bench.measure import Split, Throughput, split, throughput
+from kdlab.bench.modes import MODE_LABELS, MODES
+from kdlab.bench.pairs import load_workload
+from kdlab.bench.reference import classic_backend
+from kdlab.bench.text_pair import TextWorkload
 from kdlab.bench.timing import synchronize
-from kdlab.cache.store import CachedOutputs
 from kdlab.core.errors import ConfigError
 from kdlab.core.files import write_json
-from kdlab.models.complexity import count_macs
 from kdlab.training.engine import Recipe
 from kdlab.training.precision import PRECISIONS, autocast_dtype
 from kdlab.training.teachers import Teacher
@@ -67,95 +71,78 @@ class Settings:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
 
+    def pair_modes(self, pair: AnyPair) -> list[str]:
+        """The modes to measure on ``pair``: the asked ones it has, in :data:`MODES` order."""
+        return [m for m in MODES if m in self.modes and m in pair.modes]
+
     def peak_label(self) -> str:
         if self.peak_tflops == H100_PEAK_TFLOPS:
             return f"{H100_PEAK} ({H100_PEAK_TFLOPS:g} TFLOP/s, the default)"
         return f"{self.peak_tflops:g} TFLOP/s (given)"
 
 
-def _flops_per_image(mode: str, teacher_macs: int, student_macs: int) -> int:
-    """FLOPs (2 per multiply-add) of one training image: the teacher's forward when it runs, and the student's
+def _flops_per_example(mode: str, teacher_macs: int, student_macs: int) -> int:
+    """FLOPs (2 per multiply-add) of one training example: the teacher's forward when it runs, and the student's
     forward + backward (≈ 3 forwards)."""
-    teacher = teacher_macs if mode in ("online", "reference") else 0
+    teacher = teacher_macs if mode in ("online", "tinybert", "reference") else 0
     return 2 * (teacher + 3 * student_macs)
 
 
-def _loop(
-    work: Workload,
-    mode: str,
-    *,
-    device: torch.device,
-    batch_size: int,
-    recipe: Recipe,
-    teacher: Teacher,
-    cache: CachedOutputs | None,
-) -> Loop:
-    pair = work.pair
-    if mode == "reference":
-        return ReferenceLoop(
-            work.student(),
-            work.teacher,
-            PerSampleImages(work.x, work.y, work.info.mean, work.info.std),
-            batch_size=batch_size,
-            optim=pair.optim,
-            temperature=pair.temperature,
-            ce_weight=pair.ce_weight,
-            device=device,
-            seed=work.seed,
-        )
-    return kdlab_loop(work, mode, teacher=teacher, cache=cache, batch_size=batch_size, device=device, recipe=recipe)
-
-
 def bench_pair(
-    pair: Pair, settings: Settings, log: Callable[[str], None] = lambda _: None, work: Workload | None = None
+    pair: AnyPair, settings: Settings, log: Callable[[str], None] = lambda _: None, work: AnyWorkload | None = None
 ) -> dict[str, Any]:
     """Measure ``settings.modes`` on ``pair``; ``work`` replaces the pair's data and models (tests)."""
-    device = settings.device
+    device, unit = settings.device, pair.unit
     batch_size = settings.batch_size or pair.batch_size
     epochs = pair.timed_epochs if settings.epochs is None else settings.epochs
-    if work is None:  # timing steps needs only the images those steps see
+    if work is None:  # timing steps needs only the examples those steps see
         work = load_workload(pair, None if epochs else batch_size * (settings.warmup + settings.steps), settings.seed)
-    shape = tuple(work.x.shape[1:])
-    macs = count_macs(work.teacher, shape), count_macs(work.student(), shape)
+    *macs, macs_tokens = pair_macs(work, batch_size)
     teacher = Teacher(copy.deepcopy(work.teacher)).to(device)
     recipe = Recipe(max(epochs, 1), pair.optim, work.seed, precision=settings.precision, compile=settings.compile)
     cache, cache_build_s, modes = None, None, {}
     with tempfile.TemporaryDirectory(prefix="kdlab-bench-") as scratch:
-        for mode in (m for m in MODES if m in settings.modes):
+        for mode in settings.pair_modes(pair):
             if mode == "cached":
-                log(f"{pair.name}: building the teacher-output cache of {len(work.x):,} images")
+                log(f"{pair.name}: building the teacher-output cache of {len(work):,} {unit}")
                 synchronize(device)
                 start = time.perf_counter()
                 folder = Path(scratch) / "cache"  # a fresh build, timed, removed afterwards
-                cache = teacher_cache(
+                cache = build_cache(
                     teacher, work, folder, batch_size=batch_size, device=device, precision=settings.precision
                 )
                 synchronize(device)
                 cache_build_s = time.perf_counter() - start
             log(f"{pair.name}: {MODE_LABELS[mode]}")
-            loop = _loop(work, mode, device=device, batch_size=batch_size, recipe=recipe, teacher=teacher, cache=cache)
+            loop = build_loop(
+                work, mode, device=device, batch_size=batch_size, recipe=recipe, teacher=teacher, cache=cache
+            )
             with classic_backend() if mode == "reference" else contextlib.nullcontext():
                 timed = throughput(loop, device, warmup=settings.warmup, steps=settings.steps, epochs=epochs)
                 parts = split(loop, device, warmup=settings.warmup, steps=settings.steps, first_epoch=epochs + 1)
-            modes[mode] = _figures(mode, pair, settings, timed, parts, macs, loop.summary())
-    return {
+            modes[mode] = _figures(mode, pair, settings, timed, parts, (macs[0], macs[1]), loop.summary())
+    record = {
         "name": pair.name,
         "teacher": {"name": pair.teacher_name, "macs": macs[0]},
         "student": {"name": pair.student_name, "macs": macs[1]},
         "data": pair.data_label,
-        "images": len(work.x),
+        "unit": unit,
+        unit: len(work),
         "train_size": pair.train_size,
         "batch_size": batch_size,
         "recipe_epochs": pair.recipe_epochs,
         "cache_build_s": cache_build_s,
         "modes": modes,
-        "ratios": ratios(modes),
+        "ratios": ratios(modes, unit),
     }
+    if isinstance(work, TextWorkload):  # what kdlab pays once, before training: one tokenisation of the texts
+        record.update(macs_tokens=macs_tokens, tokenize_s=work.tokenize_s)
+    return record
 
 
 def _figures(
     mode: str,
-    pair: Pair,
+    pair: AnyPair,
     settings: Settings,
     timed: Throughput,
     parts: Split,
@@ -164,37 +151,48 @@ def _figures(
 ) -> dict[str, Any]:
     """One mode's record: speed, the epoch (measured, or extrapolated from the timed steps), the split, MFU on a
     GPU and the projected length of the pair's published recipe."""
-    flops, rate = _flops_per_image(mode, *macs), timed.images_per_s
+    flops, rate, unit = _flops_per_example(mode, *macs), timed.examples_per_s, pair.unit
     return {
         "label": MODE_LABELS[mode],
-        "images_per_s": rate,
+        f"{unit}_per_s": rate,
         "ms_per_step": timed.ms_per_step,
-        "timed": {"steps": timed.steps, "images": timed.images, "seconds": timed.seconds, "epochs": timed.epochs},
+        "timed": {"steps": timed.steps, unit: timed.examples, "seconds": timed.seconds, "epochs": timed.epochs},
         "epoch_s": timed.seconds / timed.epochs if timed.epochs else pair.train_size / rate,
         "epoch_measured": bool(timed.epochs),
         "split_ms": parts.ms_per_step(),
         "split_steps": parts.steps,
-        "flops_per_image": flops,
+        f"flops_per_{unit.removesuffix('s')}": flops,
         "mfu": rate * flops / (settings.peak_tflops * 1e12) if settings.device.type == "cuda" else None,
         "projected_recipe_h": pair.recipe_epochs * pair.train_size / rate / 3600 if pair.recipe_epochs else None,
         "train": train,
     }
 
 
-def ratios(modes: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Epoch time of KD over the student alone; kdlab's images/s over the reference loop's."""
-    out = {}
+def ratios(modes: dict[str, dict[str, Any]], unit: str = "images") -> dict[str, float]:
+    """Epoch time of KD over the student alone; kdlab's images/s (examples/s) over the reference loop's; the step
+    of TinyBERT (feature taps) over the step of KD, both with the teacher online."""
+    out, rate = {}, f"{unit}_per_s"
     for mode in ("cached", "online"):
         if mode in modes and "student" in modes:
             out[f"{mode}_epoch_per_student_epoch"] = modes[mode]["epoch_s"] / modes["student"]["epoch_s"]
         if mode in modes and "reference" in modes:
-            out[f"{mode}_speedup_over_reference"] = modes[mode]["images_per_s"] / modes["reference"]["images_per_s"]
+            out[f"{mode}_speedup_over_reference"] = modes[mode][rate] / modes["reference"][rate]
+    if "tinybert" in modes and "online" in modes:
+        out["tinybert_step_per_online_step"] = modes["tinybert"]["ms_per_step"] / modes["online"]["ms_per_step"]
     return out
 
 
-def run_bench(pairs: Sequence[Pair], settings: Settings, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def run_bench(
+    pairs: Sequence[AnyPair], settings: Settings, log: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
     """Bench every pair; returns the record written as JSON (machine, settings, one entry per pair)."""
     settings.check()
+    for pair in pairs:
+        if not settings.pair_modes(pair):
+            raise ConfigError(
+                f"Bench pair {pair.name!r} has none of the modes {', '.join(settings.modes)}; its modes: "
+                f"{', '.join(pair.modes)}."
+            )
     dtype = autocast_dtype(settings.precision, settings.device)
     return {
         "format": FORMAT,
@@ -212,7 +210,7 @@ def run_bench(pairs: Sequence[Pair], settings: Settings, log: Callable[[str], No
             "batch_size": settings.batch_size,
             "peak_tflops": settings.peak_tflops,
             "peak": settings.peak_label(),
-            "modes": [m for m in MODES if m in settings.modes],
+            "modes": [m for m in MODES if any(m in settings.pair_modes(pair) for pair in pairs)],
         },
         "pairs": [bench_pair(pair, settings, log) for pair in pairs],
     }

