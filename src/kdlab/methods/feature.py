@@ -190,6 +190,4 @@ def _map_builder(term: str, loss: MapLoss) -> Callable[[object, MethodContext], 
 
 
 for _name, _params, _loss, _summary in MAP_METHODS:
-    add_method(
-        _name, _params, _map_builder(_name, _loss), tasks=IMAGES, needs_teacher=True, summary=_summary
-    )
+    add_method(_name, _params, _map_builder(_name, _loss), tasks=IMAGES, needs_teacher=True, summary=_summary)

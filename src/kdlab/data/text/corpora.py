@@ -66,6 +66,7 @@ def stratified_split(
     train: list[int] = []
     val: list[int] = []
     test: list[int] = []
+
     def key(row: int) -> bytes:
         return hashlib.sha256(f"{seed}:{row}".encode()).digest()
 
@@ -76,6 +77,7 @@ def stratified_split(
         test += rows[:cut_test]
         val += rows[cut_test:cut_val]
         train += rows[cut_val:]
+
     def order(row: int) -> bytes:  # a second hash: by the first, each split would begin with the rows of one class
         return hashlib.sha256(f"order:{seed}:{row}".encode()).digest()
 
