@@ -10,6 +10,8 @@ import pytest
 
 # teacher-output caches of the tests go to a fresh folder, never the user's ~/.cache
 os.environ["KDLAB_CACHE"] = tempfile.mkdtemp(prefix="kdlab-test-cache-")
+# Hugging Face models and tokenizers load from local folders only: the tests never reach for the hub
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
