@@ -2,7 +2,7 @@
 ``mean``, ``std`` (and ``norm`` where the architecture has norms). Importing this package registers them all.
 """
 
-from kdlab.models import ddnn, resnet, sequence, simple, vgg, wrn
+from kdlab.models import ddnn, hf, resnet, sequence, simple, vgg, wrn
 from kdlab.models.common import Normalize, norm_layer
 from kdlab.models.complexity import count_macs, count_parameters
 from kdlab.models.registry import MODELS
@@ -13,6 +13,7 @@ __all__ = [
     "count_macs",
     "count_parameters",
     "ddnn",
+    "hf",
     "norm_layer",
     "resnet",
     "sequence",

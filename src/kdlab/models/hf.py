@@ -19,6 +19,7 @@ from torch import nn
 
 from kdlab.core import files
 from kdlab.core.errors import ConfigError
+from kdlab.models.registry import MODELS
 
 HF = "hf:"
 FORMAT = "kdlab-hf-model"
@@ -123,6 +124,7 @@ def load_tokenizer(name: str, role: str = "model") -> Any:
         return transformers.AutoTokenizer.from_pretrained(location(name))
 
 
+@MODELS.register("hf", tasks=("text_classification",))
 def student_from_config(
     config: str | Any,
     num_labels: int,

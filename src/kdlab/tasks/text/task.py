@@ -40,7 +40,8 @@ class TextClassification:
 
     name = "text_classification"
     summary = (
-        "texts → class logits (Hugging Face encoders); accuracy, NLL, ECE; agreement, KL, TV, CKA with the teacher"
+        "texts → class logits of Hugging Face encoders (hf:PATH, hf:NAME, {name: hf, config: ...}); accuracy, NLL, "
+        "ECE; agreement, KL, TV, CKA with the teacher"
     )
 
     def check(self, config: Config, command: Command) -> None:
