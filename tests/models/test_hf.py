@@ -48,6 +48,8 @@ def test_init_layers_copies_the_embeddings_and_the_chosen_blocks():
     for path_s, path_t in [(s.embeddings, t.embeddings), (s.layers[0], t.layers[2]), (s.layers[1], t.layers[5])]:
         a, b = mine[path_s].state_dict(), modules[path_t].state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)  # and the head
+    assert torch.equal(student.bert.pooler.dense.weight, teacher.bert.pooler.dense.weight)
     # the copied embeddings give the teacher's first hidden state
     x = torch.randint(0, 50, (2, 7))
     hidden_s = student.eval()(input_ids=x, output_hidden_states=True).hidden_states

@@ -174,7 +174,8 @@ def every_other(teacher_layers: int, student_layers: int) -> list[int]:
 
 
 def copy_teacher_layers(student: nn.Module, teacher: nn.Module, layers: Sequence[int] | str) -> None:
-    """Start ``student`` from ``teacher``: embeddings and the chosen blocks (same width and kind required)."""
+    """Start ``student`` from ``teacher``: embeddings, the chosen blocks and the head (pooler, classifier) — same
+    width and kind required."""
     from kdlab.models.encoders import encoder_anatomy  # the anatomy finds the blocks of any BERT-style encoder
 
     s, t = encoder_anatomy(student), encoder_anatomy(teacher)
@@ -195,6 +196,15 @@ def copy_teacher_layers(student: nn.Module, teacher: nn.Module, layers: Sequence
     pairs = [(s.embeddings, t.embeddings)] + [(s.layers[m], t.layers[i - 1]) for m, i in enumerate(chosen)]
     for mine, theirs in pairs:
         student_modules[mine].load_state_dict(modules[theirs].state_dict())
+    # the rest (pooler, classifier) where the teacher has the same tensor: the copy then starts from its head too
+    copied = tuple(f"{path}." for path in (s.embeddings, *s.layers))
+    theirs_all = teacher.state_dict()
+    rest = {
+        name: theirs_all[name]
+        for name, value in student.state_dict().items()
+        if not name.startswith(copied) and name in theirs_all and theirs_all[name].shape == value.shape
+    }
+    student.load_state_dict(rest, strict=False)
 
 
 def save_pretrained(folder: Path, model: nn.Module, tokenizer: Any, record: dict[str, Any]) -> None:

