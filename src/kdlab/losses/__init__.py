@@ -3,7 +3,8 @@
 ``logits`` (Hinton KD and gnosis' response-level losses, the label cross-entropy, τ² and tempered log-softmax),
 ``decoupled`` (DKD, DIST), ``features`` (hints, attention transfer, SAD), ``relations`` (SP, RKD, PKT, GKD graphs,
 topology), ``contrastive`` (CRD's NCE), ``structured`` (Structural KD and its token / posterior / Top-K baselines),
-``encoder`` (the masked token-level losses of TinyBERT, MiniLM v1/v2 and Aguilar et al. for transformer encoders).
+``encoder`` (the masked token-level losses of TinyBERT, MiniLM v1/v2 and Aguilar et al. for transformer encoders),
+``tokens`` (causal-LM distillation: next-token alignment, forward/reverse KL, JSD, TVD, skew KL, token reduction).
 """
 
 from kdlab.losses.contrastive import contrast_scores, estimate_partition, nce_loss
@@ -71,8 +72,21 @@ from kdlab.losses.structured import (
     top_k_tokens,
     top_k_weights,
 )
+from kdlab.losses.tokens import (
+    IGNORE_INDEX,
+    forward_kl,
+    jsd,
+    next_token_cross_entropy,
+    next_token_targets,
+    prediction_logits,
+    reduce_tokens,
+    reverse_kl,
+    skew_kl,
+    tvd,
+)
 
 __all__ = [
+    "IGNORE_INDEX",
     "anneal_kd",
     "at_least_float32",
     "attention_kl",
@@ -91,6 +105,7 @@ __all__ = [
     "dkd_parts",
     "ensemble_logits",
     "estimate_partition",
+    "forward_kl",
     "gkd_graph",
     "gkd_loss",
     "hard_kd",
@@ -99,25 +114,32 @@ __all__ = [
     "hint",
     "inter_class_relation",
     "intra_class_relation",
+    "jsd",
     "kd",
     "kl_divergence",
     "label_cross_entropy",
     "nce_loss",
+    "next_token_cross_entropy",
+    "next_token_targets",
     "noisy_soft_labels",
     "parse_label_log_marginals",
     "pearson",
     "pkt_loss",
     "posterior_kd",
+    "prediction_logits",
     "product_marginals",
+    "reduce_tokens",
     "relation_kl",
     "resize_map",
     "reverse_kd",
+    "reverse_kl",
     "rkd_angle_loss",
     "rkd_distance_loss",
     "rkd_loss",
     "self_attention_distillation",
     "self_attention_map",
     "self_relation",
+    "skew_kl",
     "soft_cross_entropy",
     "soft_target_cross_entropy",
     "sp_loss",
@@ -135,4 +157,5 @@ __all__ = [
     "top_k_tokens",
     "top_k_weights",
     "topology_loss",
+    "tvd",
 ]
