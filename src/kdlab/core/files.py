@@ -6,6 +6,7 @@ over the target, so a crash leaves either the old file or the new one, never hal
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -72,3 +73,29 @@ def load(path: Path, *, what: str = "checkpoint") -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"The {what} {path} holds a {type(obj).__name__}, not a kdlab checkpoint.")
     return obj
+
+
+def write_checked(path: Path, magic: bytes, state: dict[str, Any]) -> None:
+    """A cache file that notices its own damage: ``magic`` (the layout), a ``torch.save`` of ``state`` (tensors and
+    plain values) and a SHA-256 of both, written atomically. Read it with :func:`read_checked`."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    body = magic + buffer.getvalue()
+    write_atomic(path, body + hashlib.sha256(body).digest())
+
+
+def read_checked(path: Path, magic: bytes) -> dict[str, Any] | None:
+    """The state of a :func:`write_checked` file, or None when it is missing, of another layout, cut short or
+    damaged (the caller then rebuilds it)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    body, checksum = data[:-32], data[-32:]
+    if not body.startswith(magic) or hashlib.sha256(body).digest() != checksum:
+        return None
+    try:
+        state = torch.load(io.BytesIO(body[len(magic) :]), map_location="cpu", weights_only=True)
+    except Exception:  # passed its checksum but not torch.load: written by another layout
+        return None
+    return state if isinstance(state, dict) else None

@@ -10,6 +10,7 @@ from typing import Any
 from kdlab.core.typecheck import check_kwargs
 from kdlab.data import cifar, digits, domains, fashion_mnist, mnist, synthetic  # noqa: F401  (registers the data sets)
 from kdlab.data.base import DATASETS, DataInfo, ImageData
+from kdlab.data.lm import corpora as lm_corpora  # noqa: F401  (registers the language-model data sets)
 from kdlab.data.sentences import corpora  # noqa: F401  (registers the sentence data sets)
 from kdlab.data.split import stratified_split, stratified_subset
 from kdlab.data.stats import pixel_stats

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from kdlab.core.errors import ConfigError
-from kdlab.core.files import write_atomic
+from kdlab.core.files import read_checked, write_checked
 
 DEFAULT_LENGTH = 512  # when a tokenizer declares no real limit (transformers then says 1e30)
 ABSURD_LENGTH = 1_000_000
@@ -55,7 +54,7 @@ def optional(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"Text classification needs the optional extra: pip install 'kdlab[text]' "
+        raise ConfigError(f"Text and language-model data need the optional extra: pip install 'kdlab[text]' "
                           f"({module} is not installed).") from None  # fmt: skip
 
 
@@ -106,6 +105,12 @@ def same_tokenizer(first: Any, second: Any) -> bool:
         return True
     (one, pad_one, limit_one), (two, pad_two, limit_two) = _prepare(first, None), _prepare(second, None)
     return (pad_one, limit_one) == (pad_two, limit_two) and one.to_str() == two.to_str()
+
+
+def backend(tokenizer: Any) -> Any:
+    """A private copy of a fast tokenizer's ``tokenizers.Tokenizer`` without truncation or padding (the user's
+    object is left as it was)."""
+    return _prepare(tokenizer, None)[0]
 
 
 def _prepare(tokenizer: Any, max_length: int | None) -> tuple[Any, int, int]:
@@ -181,18 +186,15 @@ def _encode(backend: Any, texts: list[str], max_length: int, pad_id: int) -> Tok
 
 
 def _write(path: Path, key: str, tokens: Tokens) -> None:
-    """The cache file: ``MAGIC``, a ``torch.save`` of the tensors, and the SHA-256 of both. The ids are kept without
-    their padding and as int32, a tenth of the padded int64 tensor for tweets (one long text widens every row)."""
+    """The cache file (:func:`kdlab.core.files.write_checked`). The ids are kept without their padding and as
+    int32, a tenth of the padded int64 tensor for tweets (one long text widens every row)."""
     filled = _filled(tokens.lengths, tokens.input_ids.shape[1])
     types = tokens.token_type_ids
     state = {"key": key, "lengths": tokens.lengths, "pad_id": tokens.pad_id, "truncated": tokens.truncated,
              "max_length": tokens.max_length, "width": tokens.input_ids.shape[1],
              "input_ids": tokens.input_ids[filled].to(torch.int32),
              "token_type_ids": None if types is None else types[filled].to(torch.int32)}  # fmt: skip
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    body = MAGIC + buffer.getvalue()
-    write_atomic(path, body + hashlib.sha256(body).digest())
+    write_checked(path, MAGIC, state)
 
 
 def _filled(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -202,15 +204,10 @@ def _filled(lengths: torch.Tensor, width: int) -> torch.Tensor:
 
 def _read(path: Path, key: str, count: int) -> Tokens | None:
     """The cached tokens of ``key``, or None when there is no file or it is damaged (then it is rebuilt)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    body, checksum = data[:-32], data[-32:]
-    if not body.startswith(MAGIC) or hashlib.sha256(body).digest() != checksum:
+    state = read_checked(path, MAGIC)
+    if state is None:
         return None
     try:
-        state = torch.load(io.BytesIO(body[len(MAGIC) :]), map_location="cpu", weights_only=True)
         lengths, pad_id, flat_types = state["lengths"].long(), int(state["pad_id"]), state["token_type_ids"]
         filled = _filled(lengths, int(state["width"]))
         input_ids = torch.full(filled.shape, pad_id, dtype=torch.long).masked_scatter_(
@@ -218,7 +215,7 @@ def _read(path: Path, key: str, count: int) -> Tokens | None:
         )
         types = None if flat_types is None else torch.zeros_like(input_ids).masked_scatter_(filled, flat_types.long())
         tokens = Tokens(input_ids, lengths, pad_id, int(state["truncated"]), int(state["max_length"]), types)
-    except Exception:  # a file that passed its checksum but not torch.load: written by another layout
+    except Exception:  # a state of another layout
         return None
     if state["key"] != key or len(tokens) != count or tokens.input_ids.shape[0] != count:
         return None

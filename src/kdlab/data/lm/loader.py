@@ -1,0 +1,117 @@
+"""Batches of token sequences for the engine: each cut to its longest sequence, labelled for next-token training,
+and grouped into gradient-accumulation windows.
+
+A window of ``batch_size`` sequences is one optimiser step. With ``micro_batch_size`` it comes as a list of
+micro-batches (each cut to its own longest sequence), every one carrying the window's count of trained tokens, so
+that the losses — summed over tokens and divided by that count (:func:`kdlab.losses.reduce_tokens`) — add up over
+the micro-batches to exactly the loss of the whole window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
+from kdlab.data.lm.encode import LMTokens
+from kdlab.losses.tokens import IGNORE_INDEX
+
+
+@dataclass
+class LMExtras:
+    """What a batch of sequences adds (its :attr:`Batch.extras <kdlab.core.batch.Batch>`).
+
+    ``num_tokens``: the next-token targets of the whole accumulation window (an int read from the host lengths, or
+    a device tensor once generation has replaced completions); ``prompt_lengths`` ``[B]`` on the device and
+    ``prompt_width`` (their maximum, a host int) for generation; ``lengths`` ``[B]`` on the host.
+    """
+
+    num_tokens: int | torch.Tensor
+    prompt_lengths: torch.Tensor
+    prompt_width: int
+    lengths: torch.Tensor
+
+
+def labels_of(input_ids: torch.Tensor, lengths: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
+    """``[N, W]`` labels: the token ids where they are trained (from the prompt's end to the sequence's end),
+    ``IGNORE_INDEX`` at the prompt and the padding."""
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+    trained = (positions >= prompt_lengths[:, None]) & (positions < lengths[:, None])
+    return torch.where(trained, input_ids, IGNORE_INDEX)
+
+
+def keep_logits(
+    inputs: dict[str, torch.Tensor], labels: torch.Tensor, start: int
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """Ask the models for logits at positions ``start`` and later only (Hugging Face ``logits_to_keep``) and cut the
+    labels to the same positions, so that the next-token alignment of the losses still holds: no position before
+    ``start`` predicts a trained token (``start`` = the shortest prompt − 1), and the ``[tokens × vocabulary]``
+    logits of the prompts are never computed."""
+    if start <= 0:
+        return inputs, labels
+    return {**inputs, "logits_to_keep": labels.shape[1] - start}, labels[:, start:]
+
+
+class LMLoader:
+    """Windows of ``batch_size`` sequences on ``device``: a :class:`~kdlab.core.batch.Batch` (or, with
+    ``micro_batch_size``, a list of them) with ``x`` = ``{"input_ids", "attention_mask"}`` ``[B, T]``, ``y`` the
+    labels ``[B, T]`` (``IGNORE_INDEX`` where not trained), ``index`` the sequences' indices, ``extras`` an
+    :class:`LMExtras`. An epoch's order comes from ``(seed, epoch)``, so a resumed run replays the same windows.
+    With ``trim_logits`` (for models that take ``logits_to_keep``) the prompts' logits are not computed and ``y``
+    covers the remaining positions only (:func:`keep_logits`).
+    """
+
+    def __init__(
+        self,
+        tokens: LMTokens,
+        batch_size: int,
+        *,
+        micro_batch_size: int | None = None,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        seed: int = 0,
+        trim_logits: bool = False,
+    ) -> None:
+        for name, value in (("batch_size", batch_size), ("micro_batch_size", micro_batch_size or 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"data.{name} must be a positive integer; got {value!r}.")
+        self.batch_size, self.micro = batch_size, min(micro_batch_size or batch_size, batch_size)
+        self.shuffle, self.seed, self.size, self.trim_logits = shuffle, seed, len(tokens), trim_logits
+        self.device = torch.device(device)
+        self.lengths, self.prompts = tokens.lengths.cpu(), tokens.prompt_lengths.cpu()
+        self.targets = (self.lengths - self.prompts.clamp(min=1)).clamp(min=0)  # next-token targets per sequence
+        ids = tokens.input_ids.to(self.device)
+        mask = torch.arange(ids.shape[1])[None, :] < self.lengths[:, None]
+        self.ids, self.mask = ids, mask.long().to(self.device)
+        self.labels = labels_of(ids, self.lengths.to(self.device), self.prompts.to(self.device))
+        self.prompt_lengths = self.prompts.to(self.device)
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def _batch(self, rows: torch.Tensor, selected: torch.Tensor, num_tokens: int) -> Batch[LMExtras]:
+        width = int(self.lengths[rows].max())  # host values: no wait for the device
+        extras = LMExtras(num_tokens, self.prompt_lengths[selected], int(self.prompts[rows].max()), self.lengths[rows])
+        x: dict[str, Any] = {"input_ids": self.ids[selected, :width], "attention_mask": self.mask[selected, :width]}
+        y = self.labels[selected, :width]
+        if self.trim_logits:
+            x, y = keep_logits(x, y, int(self.prompts[rows].min()) - 1)
+        return Batch(x=x, y=y, index=selected, extras=extras)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch[LMExtras] | list[Batch[LMExtras]]]:
+        """The windows of epoch ``epoch`` from window ``start`` on."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
+        on_device = order.to(self.device)
+        for k in range(start, len(self)):
+            part = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            rows, selected = order[part], on_device[part]
+            count = int(self.targets[rows].sum())
+            micro = [self._batch(rows[i : i + self.micro], selected[i : i + self.micro], count)
+                     for i in range(0, len(rows), self.micro)]  # fmt: skip
+            yield micro[0] if len(micro) == 1 else micro
