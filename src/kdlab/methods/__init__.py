@@ -1,6 +1,6 @@
 """Distillation methods, in one registry for every task (see :mod:`kdlab.methods.base` for the contract)."""
 
-from kdlab.methods import contrastive, decoupled, embedded, encoder, feature, logit, relational, structured  # noqa: F401
+from kdlab.methods import contrastive, decoupled, embedded, encoder, feature, lm, logit, relational, structured  # noqa: F401
 from kdlab.methods.base import (
     METHODS,
     LabelLoss,

@@ -166,9 +166,32 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One optimisation step on ``batch``; returns the summed loss and its named terms (on the device —
-        nothing here waits for the device, except fp16's loss-scale check)."""
+    def step(self, batch: Batch | list[Batch]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimisation step on ``batch`` — or on a gradient-accumulation window, a list of micro-batches whose
+        losses are each a share of the window's (the language-model losses divide by the window's token count) and
+        whose gradients add up before the one optimiser step. A method may replace the batches first
+        (``prepare_batches``: on-policy distillation samples completions). Returns the summed loss and its named
+        terms (on the device — nothing here waits for the device, except fp16's loss-scale check)."""
+        micros = batch if isinstance(batch, list) else [batch]
+        prepare = getattr(self.method, "prepare_batches", None)
+        if prepare is not None:
+            with self.phases("generate"):
+                micros = prepare(micros)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, terms = self._accumulate(micros[0])
+        for micro in micros[1:]:
+            more_loss, more = self._accumulate(micro)
+            loss = loss + more_loss
+            terms = {k: terms.get(k, 0) + more.get(k, 0) for k in terms | more}
+        distributed.average_gradients(self.method.parameters())  # DDP has averaged the student's
+        with self.phases("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+        return loss, terms
+
+    def _accumulate(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward passes, loss terms and backward pass of one (micro-)batch; the gradients add to the ones there."""
         x = batch.x
         images = isinstance(x, torch.Tensor) and x.dim() == 4
         if self.channels_last and images:
@@ -189,14 +212,8 @@ class Engine:
             terms = self.method(student, teacher, batch)
             loss = torch.stack([t.float() for t in terms.values()]).sum()
         with self.phases("student_backward"):
-            self.optimizer.zero_grad(set_to_none=True)
             weight = self._weight(batch)
             self.scaler.scale(loss * weight if weight != 1.0 else loss).backward()
-            distributed.average_gradients(self.method.parameters())  # DDP has averaged the student's
-        with self.phases("optimizer"):
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.schedule.step()
         return loss, terms
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-from kdlab.data.lm import byte_level_bpe, stdlib  # noqa: E402
+from kdlab.data.lm import byte_level_bpe, stdlib
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Language-model examples as token sequences: cut, packed, prompted, truncated and cached exactly as documented."""
 
+
 import pytest
 import torch
 
@@ -27,7 +28,7 @@ def test_documents_end_with_the_end_of_text_id_and_are_cut_into_pieces(small_bpe
     eos = eos_id(small_bpe)
     expected = []
     for doc in docs:
-        stream = ids(small_bpe, doc) + [eos]
+        stream = [*ids(small_bpe, doc), eos]
         expected += [stream[i : i + 8] for i in range(0, len(stream), 8) if len(stream[i : i + 8]) > 1]
     assert rows(tokens) == expected
     assert tokens.prompt_lengths.tolist() == [0] * len(expected)
@@ -38,7 +39,8 @@ def test_packing_joins_short_documents_into_whole_sequences(small_bpe):
     docs = ["a = 1\n", "b = 2\n", "c = 3\n", "d = 4\n"]
     tokens = encode_lm(LMData("text", "t", documents=docs), small_bpe, max_length=9, packing=True, cache=False)
     stream = [t for doc in docs for t in [*ids(small_bpe, doc), eos_id(small_bpe)]]
-    assert sum(rows(tokens), []) == stream[: len(sum(rows(tokens), []))]
+    joined = [t for row in rows(tokens) for t in row]
+    assert joined == stream[: len(joined)]
     assert all(len(r) == 9 for r in rows(tokens)[:-1])
     unpacked = encode_lm(LMData("text", "t", documents=docs), small_bpe, max_length=9, cache=False)
     assert len(tokens) < len(unpacked)  # each short document would fill a sequence of its own
@@ -61,7 +63,8 @@ def test_a_prompt_length_makes_each_sequence_begin_with_its_prompt(small_bpe):
 
 
 def test_prompt_completion_pairs_train_the_completion_and_count_what_is_cut(small_bpe):
-    data = LMData("prompt_completion", "t", prompts=["def f():", "x" * 40, "y ="], completions=[" return 1", "z", " 2" * 20])
+    data = LMData("prompt_completion", "t", prompts=["def f():", "x" * 40, "y ="],
+                  completions=[" return 1", "z", " 2" * 20])  # fmt: skip
     tokens = encode_lm(data, small_bpe, max_length=12, cache=False)
     first = ids(small_bpe, "def f():")
     assert rows(tokens)[0] == first + ids(small_bpe, " return 1") + [eos_id(small_bpe)]

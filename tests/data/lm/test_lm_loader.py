@@ -47,7 +47,7 @@ def test_kept_logits_start_where_the_first_trained_token_is_predicted():
     loader = LMLoader(tokens([6, 5], [3, 4]), 2, trim_logits=True)
     (batch,) = [*loader.epoch(0)]
     assert batch.x["logits_to_keep"] == 6 - 2  # positions 2..5; position 2 predicts token 3, the first trained
-    full = [*LMLoader(tokens([6, 5], [3, 4]), 2).epoch(0)][0]
+    full = next(iter(LMLoader(tokens([6, 5], [3, 4]), 2).epoch(0)))
     assert torch.equal(batch.y, full.y[:, 2:])
     assert torch.equal(next_token_targets(batch.y)[0][next_token_targets(batch.y)[1]],
                        next_token_targets(full.y)[0][next_token_targets(full.y)[1]])  # fmt: skip
