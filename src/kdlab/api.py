@@ -35,11 +35,13 @@ from kdlab.training.teachers import Teacher
 
 IMAGE_TASK = "image_classification"  # the task of data given as tensors, Datasets and DataLoaders
 TEXT_TASK = "text_classification"  # the task of Hugging Face models, or of data given with a tokenizer
-DEFAULT_BATCH = {IMAGE_TASK: 128, TEXT_TASK: 32}
+LM_TASK = "causal_lm"  # the task of Hugging Face causal language models
+DEFAULT_BATCH = {IMAGE_TASK: 128, TEXT_TASK: 32, LM_TASK: 16}
 # the optimiser when none is named: SGD for image nets, AdamW with a fine-tuning rate for pretrained encoders
 DEFAULT_OPTIM = {
     IMAGE_TASK: {"name": "sgd", "lr": 0.05, "weight_decay": 5e-4},
     TEXT_TASK: {"name": "adamw", "lr": 5e-5, "weight_decay": 0.01},
+    LM_TASK: {"name": "adamw", "lr": 5e-4, "weight_decay": 0.0},
 }
 
 
@@ -73,8 +75,19 @@ def _teachers(teacher: TeacherLike | None) -> tuple[list[Any], list[Any] | None]
 
 
 def _task(models: Sequence[Any], tokenizer: Any) -> str:
-    """Text when a tokenizer is given or any model is a Hugging Face ``PreTrainedModel``, else images."""
+    """Language modelling when any model is a Hugging Face causal LM; text classification when a tokenizer is given
+    or any model is another ``PreTrainedModel``; else images."""
+    if any(hf.is_causal_lm(m) for m in models):
+        return LM_TASK
     return TEXT_TASK if tokenizer is not None or any(hf.is_pretrained(m) for m in models) else IMAGE_TASK
+
+
+def _lm_splits(splits: dict[str, Any], text: str) -> dict[str, Any]:
+    """The API's language-model splits read into :class:`kdlab.data.lm.LMData` (documents, prompt/completion pairs
+    or chat conversations; ``text=`` names the documents' column)."""
+    from kdlab.data.lm import Columns, read_lm
+
+    return {name: None if source is None else read_lm(source, Columns(text=text)) for name, source in splits.items()}
 
 
 def _text_splits(splits: dict[str, Any], text: str, label: str, classes: int | None) -> dict[str, Any]:
@@ -137,6 +150,7 @@ def distill(
     tokenizer: Any = None,
     text: str = "text",
     label: str = "label",
+    data_options: dict[str, Any] | None = None,
     **hyper_parameters: Any,
 ) -> DistillResult:
     """Distil ``teacher`` (a model, a list of models = an ensemble, or a saved one) into ``student``.
@@ -155,6 +169,13 @@ def distill(
     a CSV/JSONL path (``text=``/``label=`` name the columns), and ``tokenizer`` one tokenizer for both models or a
     ``(teacher_tokenizer, student_tokenizer)`` pair; ``method="tinybert"``, ``"minilm"``, ... take their options as
     keywords. Without ``optimizer``/``lr``/``weight_decay``: SGD 0.05, 5e-4 for images; AdamW 5e-5, 0.01 for text.
+
+    Language models: ``teacher``/``student`` are Hugging Face causal LMs (``GPT2LMHeadModel``, ...) or ``"hf:PATH"``,
+    ``tokenizer`` the one tokenizer both read with, ``train``/``test``/``val`` a list of texts, a ``datasets.Dataset``
+    or records of ``text``, ``prompt``/``completion`` or chat ``messages``, a JSONL or text file, a folder of text
+    files, or ``"stdlib"``; ``method="lm_kd"`` with ``divergence=``, ``mode=``, ``lmbda=``, ``beta=``, ...
+    ``data_options`` sets the data options of any task (``{"max_length": 128, "prompt_length": 64,
+    "micro_batch_size": 4}``); without an optimiser: AdamW 5e-4 for language models.
     """
     if distributed.launched():
         raise ConfigError(
@@ -166,11 +187,14 @@ def distill(
     task = _task([student, *(teacher_objects or [])], tokenizer)
     named_data = isinstance(train, str) and (task == IMAGE_TASK or not Path(train).exists())
     splits = {"train": train, "test": test, "val": val}
-    if task == TEXT_TASK and not named_data:
+    if task == LM_TASK and not named_data:
+        splits = _lm_splits(splits, text)
+    elif task == TEXT_TASK and not named_data:
         counts = [getattr(getattr(m, "config", None), "num_labels", None) for m in [student, *(teacher_objects or [])]]
         classes = num_classes or next((c for c in counts if c), None)
         splits = {"val": None, "test": None, **_text_splits(splits, text, label, classes)}
     data: dict[str, Any] = {
+        **(data_options or {}),
         "name": train if named_data else f"{OBJECT}data",
         "batch_size": _batch_size(train, batch_size, task),
     }
@@ -242,11 +266,21 @@ def evaluate(
     (module paths); each pair adds ``result["cka"]["student~teacher"] = {"linear", "rbf"}`` measured on the
     first ``cka_examples`` examples of the split.
 
+    Causal LMs are evaluated on language-model data (a data set name such as ``"stdlib"``, or texts, records or a
+    file as for :func:`distill`): next-token cross-entropy, perplexity, accuracy, ECE, and the student's agreement,
+    KL, TV and top-5 overlap with the teacher.
+
     Hugging Face models (with ``tokenizer``: one, or a ``(teacher, student)`` pair) are evaluated on text data
     (a data set name, or a ``datasets.Dataset``, pairs, columns or a file: ``text=``/``label=`` name the columns);
     their ``cka`` pairs are hidden-state indices ``("2", "6")`` or with a pooling ``("2", "6:mean")``.
     """
-    if _task([teacher, student], tokenizer) == TEXT_TASK:
+    task = _task([teacher, student], tokenizer)
+    if task == LM_TASK:
+        from kdlab.tasks.lm.task import evaluate_models as evaluate_lm
+
+        return evaluate_lm(teacher, student, data, tokenizer=tokenizer, split=split, device=resolve_device(device),
+                           batch_size=batch_size, text=text)  # fmt: skip
+    if task == TEXT_TASK:
         from kdlab.tasks.text.task import evaluate_models as evaluate_text
 
         return evaluate_text(

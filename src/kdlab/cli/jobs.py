@@ -144,7 +144,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-NOT_PERCENT = ("nll", "kl", "tv")  # the figures that are not fractions of examples (shown as they are)
+# the figures that are not fractions of examples or tokens (shown as they are)
+NOT_PERCENT = ("nll", "kl", "tv", "perplexity", "tokens", "sample_teacher_logp", "sample_student_logp", "sample_tokens")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from torch import nn
 
 from kdlab.core import files
 from kdlab.core.errors import ConfigError
+from kdlab.models.files import MODEL_FILE
 from kdlab.models.registry import MODELS
 
 HF = "hf:"
@@ -82,6 +83,28 @@ def _loading(name: str, role: str) -> Iterator[None]:
         ) from None
 
 
+def saved_location(text: str, role: str, *, task: str, kind: str, hint: str) -> str:
+    """``hf:...`` for a teacher/student string: ``hf:`` names as they are, a run folder of ``task`` (or its
+    ``model.pt``) as its ``save_pretrained`` folder. ``kind`` names the model the task needs ("text classifier"),
+    ``hint`` the ways to give one (the end of the error for anything else)."""
+    if text.startswith(HF):
+        return text
+    path = Path(text)
+    record_path = path / MODEL_FILE if path.is_dir() else path
+    if record_path.is_file():
+        record = saved_record(record_path)
+        if record is not None and record.get("task", "text_classification") == task:
+            return HF + str(record_path.parent / record["folder"])
+        raise ConfigError(
+            f"The {role} {text!r} is a kdlab model of another task, not a {kind}; give a run folder of {task} or "
+            "hf:PATH."
+        )
+    raise ConfigError(
+        f"The {role} {text!r} is neither hf:PATH / hf:HUB_NAME nor a finished {task} run folder (with {MODEL_FILE}). "
+        f"{hint}"
+    )
+
+
 def load_config(name: str, role: str = "model") -> Any:
     """The ``PretrainedConfig`` of ``hf:NAME`` / a folder / a hub name."""
     transformers = transformers_module()
@@ -124,22 +147,60 @@ def load_tokenizer(name: str, role: str = "model") -> Any:
         return transformers.AutoTokenizer.from_pretrained(location(name))
 
 
-@MODELS.register("hf", tasks=("text_classification",))
+def is_causal_lm(model: object) -> bool:
+    """Whether ``model`` is a Hugging Face causal language model (``...ForCausalLM``, ``GPT2LMHeadModel``, ...)."""
+    return is_pretrained(model) and any(
+        cls.__name__.endswith(("ForCausalLM", "LMHeadModel")) for cls in type(model).__mro__
+    )
+
+
+def load_causal_lm(name: str, role: str) -> nn.Module:
+    """``hf:NAME`` as a causal language model (``AutoModelForCausalLM``)."""
+    transformers = transformers_module()
+    load_config(name, role)  # a missing folder or an offline hub name: one paragraph before the weights are read
+    with _loading(name, role):
+        return transformers.AutoModelForCausalLM.from_pretrained(location(name))
+
+
+def is_model_type(name: str) -> bool:
+    """Whether ``name`` is a model type transformers knows (``gpt2``, ``bert``, ...) rather than a path."""
+    return name in transformers_module().CONFIG_MAPPING and not Path(name).exists()
+
+
+def base_config(config: str | Any, teacher: nn.Module | None) -> Any:
+    """The configuration a student starts from: a ``PretrainedConfig``, ``"teacher"`` (the teacher's), a model type
+    that transformers knows (``"gpt2"``, ``"bert"``: its defaults, built offline) or ``hf:NAME`` / a folder."""
+    if not isinstance(config, str):
+        return config
+    if config == "teacher":
+        if teacher is None:
+            raise ConfigError("A student built from config: teacher needs a teacher; give config: hf:PATH or a type.")
+        return teacher.config
+    if is_model_type(config):
+        return transformers_module().AutoConfig.for_model(config)
+    return load_config(config)
+
+
+@MODELS.register("hf", tasks=("text_classification", "causal_lm"))
 def student_from_config(
     config: str | Any,
-    num_labels: int,
+    num_labels: int | None = None,
     *,
+    head: str = "classifier",
+    vocab_size: int | None = None,
     teacher: nn.Module | None = None,
     init_layers: Sequence[int] | str | None = None,
     **overrides: Any,
 ) -> nn.Module:
-    """A fresh sequence classifier from a teacher's (or any) configuration with ``overrides`` applied
-    (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``, ...); a narrower ``hidden_size`` scales
-    ``intermediate_size`` with it unless that is given. ``init_layers`` copies the teacher's embeddings and the
-    listed teacher blocks (1-based; ``"every_other"``: 2, 4, 6, ... as DistilBERT does) into the student's blocks.
+    """A fresh Hugging Face model from a configuration (see :func:`base_config`) with ``overrides`` applied
+    (``num_hidden_layers``, ``hidden_size``, ``n_layer``, ``n_embd``, ...): a sequence classifier of ``num_labels``
+    classes (``head="classifier"``) or a causal language model (``head="causal_lm"``, with the tokenizer's
+    ``vocab_size`` unless the overrides set it). A narrower ``hidden_size`` scales ``intermediate_size`` with it
+    unless that is given. ``init_layers`` (encoders only) copies the teacher's embeddings and the listed teacher
+    blocks (1-based; ``"every_other"``: 2, 4, 6, ... as DistilBERT does) into the student's blocks.
     """
     transformers = transformers_module()
-    base = config if not isinstance(config, str) else (teacher.config if config == "teacher" else load_config(config))
+    base = base_config(config, teacher)
     values = base.to_dict()
     for key in ("architectures", "id2label", "label2id", "_name_or_path", "transformers_version"):
         values.pop(key, None)
@@ -151,18 +212,27 @@ def student_from_config(
             f"Student option(s) {', '.join(unknown)} are not fields of the {base.model_type} configuration; valid "
             f"ones include: {', '.join(sorted(k for k in values if not k.startswith('_'))[:30])}."
         )
-    values.update(overrides, num_labels=num_labels)
+    values.update(overrides)
+    if head == "classifier":
+        values["num_labels"] = num_labels
+    elif vocab_size is not None and "vocab_size" not in overrides:
+        values["vocab_size"] = vocab_size
     new_config = type(base)(**values)
-    heads = new_config.num_attention_heads
-    if new_config.hidden_size % heads:
+    heads, width = new_config.num_attention_heads, new_config.hidden_size
+    if width % heads:
         raise ConfigError(
-            f"The student's hidden_size={new_config.hidden_size} is not a multiple of num_attention_heads={heads}; "
-            "choose a width divisible by the head count (or set num_attention_heads)."
+            f"The student's hidden_size={width} is not a multiple of num_attention_heads={heads}; choose a width "
+            "divisible by the head count (or set the head count: num_attention_heads, or n_head for GPT-2)."
         )
-    student = transformers.AutoModelForSequenceClassification.from_config(new_config)
+    classifier = head == "classifier"
+    auto = transformers.AutoModelForSequenceClassification if classifier else transformers.AutoModelForCausalLM
+    student = auto.from_config(new_config)
     if init_layers is not None:
-        if teacher is None:
-            raise ConfigError("student init_layers copies teacher blocks, so it needs a teacher.")
+        if teacher is None or head != "classifier":
+            raise ConfigError(
+                "student init_layers copies the blocks of a teacher encoder, so it needs a teacher and a "
+                "sequence-classification student; drop init_layers for causal language models."
+            )
         copy_teacher_layers(student, teacher, init_layers)
     return student
 
@@ -210,6 +280,7 @@ def copy_teacher_layers(student: nn.Module, teacher: nn.Module, layers: Sequence
 def save_pretrained(folder: Path, model: nn.Module, tokenizer: Any, record: dict[str, Any]) -> None:
     """Write ``model`` (and its tokenizer) as a ``save_pretrained`` folder ``folder/model`` and the kdlab record
     ``folder/model.pt`` (``record`` + the folder's name), each replaced atomically."""
+    transformers_module()  # its progress bars and load reports off
     target = folder / FOLDER
     tmp = folder / f".{FOLDER}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,6 @@ from torch import nn
 from kdlab.core.errors import ConfigError
 from kdlab.models import hf
 from kdlab.models.factory import OBJECT, ModelSpec
-from kdlab.models.files import MODEL_FILE
 
 FROM_CONFIG = "hf"  # the student name that builds a fresh model from a configuration
 STUDENT_OPTIONS = ("config", "init_layers", "tokenizer")  # the rest of the options edit the configuration
@@ -32,23 +31,11 @@ class TextModel:
 def location(text: str, role: str) -> str:
     """``hf:...`` for a teacher/student string: ``hf:`` names as they are, a text run folder or its ``model.pt``
     as its ``save_pretrained`` folder."""
-    if text.startswith(hf.HF):
-        return text
-    path = Path(text)
-    record_path = path / MODEL_FILE if path.is_dir() else path
-    if record_path.is_file():
-        record = hf.saved_record(record_path)
-        if record is not None:
-            return hf.HF + str(record_path.parent / record["folder"])
-        raise ConfigError(
-            f"The {role} {text!r} is a kdlab model of another task, not a text classifier; give a text run folder or "
-            "hf:PATH."
-        )
-    raise ConfigError(
-        f"The {role} {text!r} is neither hf:PATH / hf:HUB_NAME nor a finished text run folder (with {MODEL_FILE}). "
-        "Text teachers and students are Hugging Face models: hf:PATH to a save_pretrained folder, "
-        "hf:all-MiniLM-L6-v2 (shipped), or a run folder written by kdlab train on text data."
-    )
+    return hf.saved_location(
+        text, role, task="text_classification", kind="text classifier",
+        hint="Text teachers and students are Hugging Face models: hf:PATH to a save_pretrained folder, "
+        "hf:all-MiniLM-L6-v2 (shipped), or a run folder written by kdlab train on text data.",
+    )  # fmt: skip
 
 
 def load_teacher(text: str, num_labels: int) -> TextModel:

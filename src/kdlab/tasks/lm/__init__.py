@@ -1,0 +1,1 @@
+"""The causal language-modelling task (Hugging Face causal LMs)."""

@@ -1,0 +1,267 @@
+"""A language-model job's runs: the splits encoded once with the job's tokenizer, the frozen teacher, Hugging Face
+causal-LM students, the next-token fidelity figures and the job's table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdlab.core.errors import ConfigError
+from kdlab.data.lm import LMData, LMLoader, LMSplits, LMTokens, encode_lm, eos_id
+from kdlab.data.text import same_tokenizer
+from kdlab.methods import MethodContext
+from kdlab.methods.lm import LMContext, lm_labels
+from kdlab.models import hf
+from kdlab.pipeline.config import Config
+from kdlab.pipeline.task import Log, Member, Provided
+from kdlab.reporting.tables import Column, comparison_table
+from kdlab.tasks.lm.evaluate import next_token_figures, sample_figures
+from kdlab.tasks.lm.models import LMModel, build_student, job_tokenizer, positions, takes_logits_to_keep, vocabulary
+from kdlab.training.engine import BatchSource, Recipe, TeacherSource
+from kdlab.training.teachers import Teacher
+
+SPLITS = ("train", "val", "test")
+TRAIN_EVAL = 512  # training sequences the "train" figures are measured on (the first, in the split's order)
+DEFAULT_LENGTH = 512  # when neither data.max_length nor the teacher's positions say
+
+
+def take(tokens: LMTokens, rows: torch.Tensor) -> LMTokens:
+    """The sequences ``rows`` of ``tokens``."""
+    return replace(tokens, input_ids=tokens.input_ids[rows], lengths=tokens.lengths[rows],
+                   prompt_lengths=tokens.prompt_lengths[rows])  # fmt: skip
+
+
+@dataclass
+class LMOptions:
+    """The data options of the task (not of a data set): sequence length, packing, prompts, micro-batches."""
+
+    max_length: int | None = None
+    packing: bool = False
+    prompt_length: int | None = None
+    micro_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "prompt_length", "micro_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{name} must be a positive integer (or left out); got {value!r}.")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(f"data.max_length must be ≥ 2 (a token and the next); got {self.max_length}.")
+
+
+@dataclass
+class LMExperiment:
+    """What the runs of one language-model job share: the encoded splits, the tokenizer and the teacher."""
+
+    config: Config
+    columns_: tuple[Column, ...]
+    splits: LMSplits
+    options: LMOptions
+    tokenizer: Any
+    parts: dict[str, LMTokens]
+    device: torch.device
+    teacher_model: LMModel | None = None
+    given_student: nn.Module | None = None
+    teacher: Teacher | None = None
+    teacher_name: str | None = None
+    trim: bool = False  # the training batches ask for the completions' logits only (see LMLoader)
+
+    @classmethod
+    def prepare(
+        cls,
+        config: Config,
+        columns: tuple[Column, ...],
+        splits: LMSplits,
+        options: LMOptions,
+        device: torch.device,
+        provided: Provided | None,
+        teacher: LMModel | None,
+    ) -> LMExperiment:
+        """Encode the splits with the job's tokenizer, after the checks that need no student — before any folder."""
+        given = provided.student if provided is not None else None
+        tokenizer = job_tokenizer(config.student, teacher, provided.tokenizer if provided else None, splits.tokenizer)
+        if teacher is not None and teacher.tokenizer is None:
+            teacher.tokenizer = tokenizer
+        if teacher is not None and teacher.tokenizer is not tokenizer and not same_tokenizer(teacher.tokenizer,
+                                                                                              tokenizer):  # fmt: skip
+            raise ConfigError(
+                f"The teacher ({teacher.name}) reads with another tokenizer than the student: token-level "
+                "distillation compares the two models' distributions over one vocabulary, token by token, so both "
+                "must read with the same tokenizer (cross-tokenizer distillation is not supported yet). Give the "
+                "student the teacher's tokenizer (the default when it is built with config: teacher)."
+            )
+        limit = positions(teacher.model) if teacher is not None else None
+        max_length = options.max_length or min(limit or DEFAULT_LENGTH, DEFAULT_LENGTH)
+        if limit is not None and max_length > limit:
+            raise ConfigError(
+                f"data.max_length={max_length} is longer than the teacher's {limit} positions; use "
+                f"data.max_length ≤ {limit}."
+            )
+        if teacher is not None and vocabulary(teacher.model) < len(tokenizer):
+            raise ConfigError(
+                f"The teacher's vocabulary has {vocabulary(teacher.model)} entries but the tokenizer has "
+                f"{len(tokenizer)} tokens; give the teacher the tokenizer it was trained with."
+            )
+        parts = {}
+        for index, split in enumerate(SPLITS):
+            data: LMData = getattr(splits, split)
+            if data is None or len(data) == 0:
+                continue
+            tokens = encode_lm(data, tokenizer, max_length=max_length, packing=options.packing,
+                               prompt_length=options.prompt_length)  # fmt: skip
+            size = config.data.train_size if split == "train" else config.data.test_size
+            if size is not None and size < len(tokens):  # each split draws alone: one test set for any train_size
+                generator = torch.Generator().manual_seed(config.data.split_seed * len(SPLITS) + index)
+                tokens = take(tokens, torch.randperm(len(tokens), generator=generator)[:size].sort().values)
+            if len(tokens):
+                parts[split] = tokens
+        if "train" not in parts:
+            raise ConfigError(
+                f"The training split of {splits.name} holds no sequence to train on ({len(splits.train)} examples "
+                "read, none with a token to predict after its prompt): the corpus is empty, or every prompt fills "
+                "data.max_length. Give text, or a longer data.max_length / shorter data.prompt_length."
+            )
+        experiment = cls(config, columns, splits, options, tokenizer, parts, device, teacher, given)
+        if teacher is not None:
+            experiment.teacher = Teacher(teacher.model).to(device)
+            experiment.teacher_name = teacher.name
+        return experiment
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        eos = eos_id(self.tokenizer)
+        return () if eos is None else (eos,)
+
+    def loader(self, split: str, seed: int = 0, shuffle: bool = False, trim: bool = False) -> LMLoader:
+        data = self.config.data
+        return LMLoader(self.parts[split], data.batch_size if shuffle else data.eval_batch_size,
+                        micro_batch_size=self.options.micro_batch_size if shuffle else None, device=self.device,
+                        shuffle=shuffle, seed=seed, trim_logits=trim)  # fmt: skip
+
+    def _trim(self, student: nn.Module) -> bool:
+        return takes_logits_to_keep(student, self.teacher.members[0] if self.teacher is not None else None)
+
+    def build_student(self, member: Member) -> nn.Module:
+        student = build_student(self.config.student, self.tokenizer, self.teacher_model, self.given_student)
+        self.trim = self._trim(student)  # the run's training batches are made after its student
+        return student
+
+    def load_student(self) -> nn.Module:
+        return build_student(self.config.student, self.tokenizer, self.teacher_model, None).to(self.device)
+
+    def method_context(self, member: Member, student: nn.Module, epochs: int) -> MethodContext:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        prompts = bool((self.parts["train"].prompt_lengths > 0).any())
+        return MethodContext(
+            student, self.teacher, vocabulary(student), num_train=len(self.parts["train"]), epochs=epochs,
+            label_loss=lm_labels, label_smoothing=False,
+            extras=LMContext(eos_ids=self.eos_ids, pad_id=pad if isinstance(pad, int) else 0, has_prompts=prompts),
+        )  # fmt: skip
+
+    def check(self, member: Member, student: nn.Module, method: nn.Module) -> None:
+        if method.needs_teacher and self.teacher is None:
+            raise ConfigError(f"Method {member.method.name!r} needs a teacher; give teacher=... (or use method=ce).")
+        size = vocabulary(student)
+        if size < len(self.tokenizer):
+            raise ConfigError(f"The student's vocabulary has {size} entries but the tokenizer has "
+                              f"{len(self.tokenizer)} tokens; build it with the job's tokenizer.")  # fmt: skip
+        if self.teacher is not None and method.needs_teacher and vocabulary(self.teacher.members[0]) != size:
+            raise ConfigError(
+                f"The teacher's vocabulary has {vocabulary(self.teacher.members[0])} entries and the student's "
+                f"{size}: token-level distillation needs one vocabulary (cross-tokenizer distillation is not "
+                "supported yet). Build the student with the teacher's tokenizer (config: teacher)."
+            )
+        longest = max(int(t.lengths.max()) for t in self.parts.values())
+        params = getattr(method, "params", None)
+        new = getattr(params, "max_new_tokens", None)
+        if getattr(params, "mode", "supervised") != "supervised" and new:
+            longest = max(longest, int(self.parts["train"].prompt_lengths.max()) + new)
+        for role, model in (("student", student), ("teacher", self.teacher.members[0] if self.teacher else None)):
+            limit = positions(model) if model is not None else None
+            if limit is not None and longest > limit:
+                raise ConfigError(
+                    f"Sequences of up to {longest} tokens (data.max_length, or prompt + method.max_new_tokens) are "
+                    f"longer than the {role}'s {limit} positions; shorten them or give a {role} with more positions."
+                )
+
+    def prepare_student(self, member: Member, student: nn.Module) -> None:
+        """Hugging Face students start as they were loaded or built."""
+
+    def train_batches(self, member: Member) -> BatchSource:
+        return self.loader("train", member.seed, shuffle=True, trim=self.trim)
+
+    def teacher_source(
+        self, member: Member, method: nn.Module, recipe: Recipe, log: Log
+    ) -> tuple[TeacherSource | None, dict[str, Any] | None]:
+        if not method.needs_teacher or self.teacher is None:
+            return None, None
+        teacher = self.teacher
+        reason = "language-model teachers run on each batch (the top-k logit cache for causal LMs is not built yet)"
+        return (lambda batch: teacher(batch.x)), {"kind": "online", "reason": reason}
+
+    def split_figures(self, student: nn.Module, split: str) -> dict[str, dict[str, float]]:
+        teacher = self.teacher.members[0] if self.teacher is not None else None
+        trim = self._trim(student)
+        if split == "train" and len(self.parts["train"]) > TRAIN_EVAL:
+            part = take(self.parts["train"], torch.arange(TRAIN_EVAL))
+            loader = LMLoader(part, self.config.data.eval_batch_size, device=self.device, trim_logits=trim)
+        else:
+            loader = self.loader(split, trim=trim)
+        return next_token_figures(student, teacher, loader.epoch(0))
+
+    def validate(self, member: Member, student: nn.Module) -> Callable[[], dict[str, float]] | None:
+        return (lambda: self.split_figures(student, "val")["student"]) if "val" in self.parts else None
+
+    def figures(self, member: Member, student: nn.Module) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.config.student.name,
+                               "parameters": sum(p.numel() for p in student.parameters())}  # fmt: skip
+        teacher_out: dict[str, Any] = {}
+        if "test" in self.parts:
+            both = self.split_figures(student, "test")
+            out["test"] = both["student"]
+            if self.teacher is not None:
+                teacher_out["test"] = both["teacher"]
+                teacher = self.teacher.members[0]
+                limits = [n for n in (positions(student), positions(teacher)) if n is not None]
+                out["test"] |= sample_figures(student, teacher, self.loader("test").epoch(0), eos_ids=self.eos_ids,
+                                              seed=member.seed, positions=min(limits, default=None))  # fmt: skip
+        out["train"] = self.split_figures(student, "train")["student"]
+        if self.teacher is None:
+            return {"student": out}
+        teacher = {"name": self.teacher_name, "parameters": sum(p.numel() for p in self.teacher.parameters()),
+                   **teacher_out}  # fmt: skip
+        return {"teacher": teacher, "student": out}
+
+    def record(self, member: Member) -> dict[str, Any]:
+        train = self.parts["train"]
+        return {
+            "data": self.splits.name,
+            "task": "causal_lm",
+            "train_sequences": len(train),
+            "train_tokens": train.targets,
+            "max_length": train.max_length,
+            "packing": self.options.packing,
+            "micro_batch_size": self.options.micro_batch_size,
+            "vocab_size": len(self.tokenizer),
+            "truncated": {split: part.truncated for split, part in self.parts.items()},
+            "dropped": {split: part.dropped for split, part in self.parts.items()},
+        }
+
+    def save_model(self, path: Path, student: nn.Module, metrics: dict[str, Any]) -> None:
+        record = {"task": "causal_lm", "metrics": metrics.get("test", {})}
+        hf.save_pretrained(path.parent, student, self.tokenizer, record)
+
+    def table(self, rows: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> str:
+        teacher = None
+        for _, summaries in rows:
+            for summary in summaries:
+                teacher = teacher or summary.get("teacher", {}).get("test")
+        return comparison_table(self.columns_, rows, teacher)
+
+    def columns(self) -> list[Column]:
+        return list(self.columns_)
