@@ -244,6 +244,7 @@ class LMExperiment:
             "task": "causal_lm",
             "train_sequences": len(train),
             "train_tokens": train.targets,
+            "train_input_tokens": int(train.lengths.sum()),
             "max_length": train.max_length,
             "packing": self.options.packing,
             "micro_batch_size": self.options.micro_batch_size,

@@ -21,9 +21,9 @@ from kdlab.pipeline.config import Config, DataConfig, resolve
 from kdlab.pipeline.member import resolve_device
 from kdlab.pipeline.task import TASKS, Command, Provided
 from kdlab.reporting.tables import Column
+from kdlab.tasks.hf_rules import check_one_process_job
 from kdlab.tasks.lm.experiment import LMExperiment, LMOptions
 from kdlab.tasks.lm.models import TASK, LMModel, check_student_spec, load_teacher, location, quiet
-from kdlab.training import distributed
 
 COLUMNS = (
     Column("CE", "test", "nll", 1.0, 3),
@@ -64,20 +64,9 @@ class CausalLM:
     )
 
     def check(self, config: Config, command: Command) -> None:
-        if distributed.launched():
-            raise ConfigError(
-                f"{config.data.name} is language-model data; language-model runs train in one process so far, but "
-                f"torchrun started {distributed.world_size()}. Run it without torchrun (kdlab {command} ...)."
-            )
-        for key, bad in (("control_teacher", config.control_teacher), ("student_init", config.student_init)):
-            if bad:
-                raise ConfigError(f"{key} is not available for language-model data ({config.data.name}).")
+        check_one_process_job(config, command, "language-model data")
         check_student_spec(config.student)
         options_of(config.data)
-        if command != "train" and len(config.teacher) > 1:
-            raise ConfigError(
-                f"Language-model distillation takes one teacher (hf:PATH or a run folder); got {config.teacher}."
-            )
 
     def prepare(
         self, config: Config, command: Command, device: torch.device, provided: Provided | None

@@ -18,11 +18,11 @@ from kdlab.pipeline.config import Config, resolve
 from kdlab.pipeline.member import resolve_device
 from kdlab.pipeline.task import TASKS, Command, Provided
 from kdlab.reporting.tables import Column
+from kdlab.tasks.hf_rules import check_one_process_job
 from kdlab.tasks.text.evaluate import Pooling, layer_cka, metrics, parse_pair, predictions
 from kdlab.tasks.text.experiment import CKA_EXAMPLES, TextExperiment
 from kdlab.tasks.text.models import TextModel, check_student_spec, load_teacher, location, num_labels_of
 from kdlab.tasks.text.splits import read_splits
-from kdlab.training import distributed
 
 COLUMNS = (
     Column("accuracy %", "test", "accuracy"),
@@ -45,20 +45,9 @@ class TextClassification:
     )
 
     def check(self, config: Config, command: Command) -> None:
-        if distributed.launched():
-            raise ConfigError(
-                f"{config.data.name} is a text data set; text runs train in one process, but torchrun started "
-                f"{distributed.world_size()}. Run it without torchrun (kdlab {command} ...)."
-            )
-        for key, bad in (("control_teacher", config.control_teacher), ("student_init", config.student_init)):
-            if bad:
-                raise ConfigError(
-                    f"{key} is not available for text data ({config.data.name}); for a student started from teacher "
-                    "blocks use student: {name: hf, config: teacher, init_layers: every_other}."
-                )
+        hint = " To start a student from teacher blocks: {name: hf, config: teacher, init_layers: every_other}."
+        check_one_process_job(config, command, "text data", init_hint=hint)
         check_student_spec(config.student)
-        if command != "train" and len(config.teacher) > 1:
-            raise ConfigError(f"Text distillation takes one teacher (hf:PATH or a text run); got {config.teacher}.")
 
     def prepare(
         self, config: Config, command: Command, device: torch.device, provided: Provided | None

@@ -1,0 +1,125 @@
+"""The language-model study's report: the teacher–student gap, one table of mean ± std over seeds, and a verdict per
+claim of the GKD paper computed from the numbers (a difference inside the larger seed spread is not conclusive)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from kdlab.core.files import write_atomic, write_json
+from kdlab.reporting.table import format_table
+from kdlab.studies.runner import Stat
+from kdlab.studies.verdicts import word
+
+HEADERS = ["condition", "val CE", "agreement %", "KL", "top-5 overlap %", "ECE %", "teacher logp of samples",
+           "tokens/s"]  # fmt: skip
+
+
+def stats(runs: list[dict[str, Any]]) -> dict[str, Stat]:
+    """The study's figures of one condition over its seeds."""
+    test = [r["student"]["test"] for r in runs]
+    return {
+        "nll": Stat([t["nll"] for t in test]),
+        "agreement": Stat([t["agreement"] for t in test]),
+        "kl": Stat([t["kl"] for t in test]),
+        "top5": Stat([t["top5_overlap"] for t in test]),
+        "ece": Stat([t["ece"] for t in test]),
+        "samples": Stat([t["sample_teacher_logp"] for t in test]),
+        "tokens_s": Stat([r["train_input_tokens"] * r["epochs"] / max(r["train_time_s"], 1e-9) for r in runs]),
+    }
+
+
+def table(rows: list[dict[str, Any]], teacher: dict[str, float]) -> str:
+    lines = [["teacher", f"{teacher['nll']:.3f}", "", "", "", f"{100 * teacher['ece']:.2f}", "", ""]]
+    for row in rows:
+        s = row["stats"]
+        lines.append([
+            row["label"], s["nll"].show(1.0, 3), s["agreement"].show(), s["kl"].show(1.0, 4), s["top5"].show(),
+            s["ece"].show(), s["samples"].show(1.0, 3), s["tokens_s"].show(1.0, 0),
+        ])  # fmt: skip
+    return format_table(HEADERS, lines)
+
+
+def _claim(
+    text: str, a: Stat, b: Stat, names: tuple[str, str], *, lower: bool = False, scale: float = 1.0, digits: int = 3
+) -> str:
+    """That ``a`` beats ``b`` (``lower``: a smaller value is better, as for cross-entropy)."""
+    verdict = word(a.mean < b.mean if lower else a.mean > b.mean, a, b)
+    unit = " pt" if scale == 100.0 else ""
+    return (f"**{text}**: {verdict} — {names[0]} {a.show(scale, digits)} vs {names[1]} {b.show(scale, digits)} "
+            f"({scale * (a.mean - b.mean):+.{digits}f}{unit}).")  # fmt: skip
+
+
+def _find(rows: list[dict[str, Any]], start: str) -> dict[str, Stat] | None:
+    return next((r["stats"] for r in rows if r["label"].startswith(start)), None)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """The GKD paper's claims at this scale, each held / did not hold on our numbers."""
+    out = []
+    ce, fkl, rkl = _find(rows, "CE only"), _find(rows, "forward KL"), _find(rows, "reverse KL")
+    jsd, seq, gkd = _find(rows, "JSD"), _find(rows, "sequence-level"), _find(rows, "on-policy")
+    if fkl and ce:
+        out.append(_claim("Distillation (forward KL) lowers the student's validation CE below training on the next "
+                          "tokens alone", fkl["nll"], ce["nll"], ("forward KL", "CE only"), lower=True))  # fmt: skip
+        out.append(_claim("Distilled students agree with the teacher's next token more often", fkl["agreement"],
+                          ce["agreement"], ("forward KL", "CE only"), scale=100.0, digits=2))  # fmt: skip
+    if gkd and fkl:
+        out.append(_claim("On-policy GKD (λ = 0.5, JSD(0.5)) beats supervised forward-KL KD on validation CE",
+                          gkd["nll"], fkl["nll"], ("GKD", "forward KL"), lower=True))  # fmt: skip
+        out.append(_claim("On-policy GKD's students write continuations the teacher finds likelier (the train–"
+                          "inference mismatch GKD addresses)", gkd["samples"], fkl["samples"], ("GKD", "forward KL")))
+    if seq and fkl:
+        out.append(_claim("Sequence-level KD (the teacher's samples) beats supervised KD on validation CE",
+                          seq["nll"], fkl["nll"], ("sequence-level", "forward KL"), lower=True))  # fmt: skip
+    for name, stat in (("reverse KL", rkl), ("JSD(0.5)", jsd)):
+        if stat and fkl:
+            out.append(_claim(f"Mode-seeking {name} gives samples the teacher rates higher than forward KL's",
+                              stat["samples"], fkl["samples"], (name, "forward KL")))  # fmt: skip
+    best = min(rows, key=lambda r: r["stats"]["nll"].mean)
+    faithful = max(rows, key=lambda r: r["stats"]["agreement"].mean)
+    out.append(f"lowest validation CE: {best['label']} ({best['stats']['nll'].show(1.0, 3)}); highest agreement: "
+               f"{faithful['label']} ({faithful['stats']['agreement'].show()}).")  # fmt: skip
+    return out
+
+
+def write(
+    folder: Path, preset: str, scale: dict[str, Any], rows: list[dict[str, Any]], run_seconds: float, runs: int
+) -> None:
+    """report.md and results.json in ``folder``."""
+    for row in rows:
+        row["stats"] = stats(row["runs"])
+    first = rows[0]["runs"][0]
+    teacher = first["teacher"]["test"]
+    alone = rows[0]["stats"]["nll"]
+    lines = [
+        f"# Language-model distillation study ({preset})",
+        "",
+        f"Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by `kdlab study lm {preset}`: "
+        f"{runs} runs, {run_seconds / 60:.1f} min of run wall time. Mean ± sample std over seeds "
+        f"{', '.join(map(str, scale['seeds']))}, on the held-out files of the `stdlib` corpus ({scale['test_size']} "
+        f"sequences of {scale['max_length']} tokens, the first {scale['prompt_length']} of each its prompt; figures "
+        "over the continuation tokens). val CE = the student's next-token cross-entropy (nats per token); agreement = "
+        "tokens whose top-1 prediction the student shares with the teacher; KL = mean KL(teacher ‖ student) per "
+        "token; teacher logp of samples = the teacher's mean log-probability per token of continuations the student "
+        "samples (temperature 1) from held-out prompts; tokens/s = training sequence tokens per second of training "
+        "(generation and per-epoch validation included).",
+        "",
+        f"Scale: `{scale}`. Teacher: GPT-2 style, {scale['teacher_layers']} blocks × {scale['teacher_width']} "
+        f"({first['teacher']['parameters']:,} parameters), trained for {scale['teacher_epochs']} epochs on the "
+        f"corpus; student: {scale['student_layers']} blocks × {scale['student_width']} "
+        f"({first['student']['parameters']:,} parameters). **Gap**: the teacher's validation CE is "
+        f"{teacher['nll']:.3f}, the student trained alone reaches {alone.show(1.0, 3)} "
+        f"({alone.mean - teacher['nll']:+.3f} nats per token).",
+        "",
+        "```",
+        table(rows, teacher),
+        "```",
+        "",
+        *[f"- {v}" for v in verdicts(rows)],
+    ]
+    write_atomic(folder / "report.md", ("\n".join(lines) + "\n").encode())
+    numbers = [{"label": r["label"], "method": r["method"], **{k: vars(v) for k, v in r["stats"].items()}}
+               for r in rows]  # fmt: skip
+    write_json(folder / "results.json", {"preset": preset, "scale": scale, "teacher": teacher, "conditions": numbers})
