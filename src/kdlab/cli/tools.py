@@ -6,20 +6,24 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kdlab.core.errors import ConfigError, unknown_name
+from kdlab.core.errors import ConfigError, suggest, unknown_name
+
+if TYPE_CHECKING:
+    from kdlab.bench.lm_pair import LMPair
 
 KINDS = {"models": "models", "datasets": "data sets", "methods": "methods"}  # `kdlab list KIND` → its line
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/study-{args.study}-{args.preset}")
-    if args.study in ("structural", "encoder"):
-        from kdlab.studies import encoder, structural
+    if args.study in ("structural", "encoder", "lm"):
+        from kdlab.studies import encoder, lm, structural
 
         if args.only:
             raise ConfigError(f"--only selects experiments of the fidelity study, not of the {args.study} study.")
-        study = structural if args.study == "structural" else encoder
+        study = {"structural": structural, "encoder": encoder, "lm": lm}[args.study]
         folder = study.run_study(args.preset, out, progress=not args.quiet)
         print(f"report: {folder / 'report.md'} · numbers: {folder / 'results.json'}")
         return 0
@@ -198,6 +202,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from kdlab import bench
+    from kdlab.bench.lm_pair import LM_PAIRS, find_lm_pair
     from kdlab.pipeline.member import resolve_device
     from kdlab.reporting.table import format_table
 
@@ -206,15 +211,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
             [p.name, p.teacher_name, p.student_name, p.data_label, f"{p.train_size:,} {p.unit}", p.batch_size]
             for p in bench.PAIRS.values()
         ]
+        rows += [[f"{p.name} ({', '.join(p.aliases)})", p.teacher_name, p.student_name, p.data_label, "steps",
+                  f"{p.batch_size} × {p.length} tokens"] for p in LM_PAIRS.values()]  # fmt: skip
         print(format_table(["pair", "teacher", "student", "data", "epoch", "batch"], rows))
         return 0
+    for name in args.pairs:
+        if name not in bench.PAIRS and find_lm_pair(name) is None:
+            names = [*bench.PAIRS, *LM_PAIRS, *(a for p in LM_PAIRS.values() for a in p.aliases)]
+            raise ConfigError(f"Unknown bench pair {name!r}.{suggest(name, names)} Valid pairs: {', '.join(names)}.")
+    lm_pairs = [p for p in map(find_lm_pair, args.pairs) if p is not None]
+    if lm_pairs:
+        return _bench_lm(args, lm_pairs)
+    if args.rounds is not None:
+        raise ConfigError("--rounds applies to the language-model pair (kdlab bench lm) only.")
     pairs = [bench.get_pair(name) for name in args.pairs]
-    given = {"modes": args.modes and tuple(args.modes), "peak_tflops": args.peak_tflops}
+    given = {"modes": args.modes and tuple(args.modes), "peak_tflops": args.peak_tflops, "steps": args.steps,
+             "warmup": args.warmup}  # fmt: skip
     settings = bench.Settings(
         device=resolve_device(args.device),
         batch_size=args.batch,
-        steps=args.steps,
-        warmup=args.warmup,
         epochs=args.epochs,
         precision=args.precision,
         compile=args.compile,
@@ -227,5 +242,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(bench.text(result))
     if args.out:
         bench.write_result(Path(args.out), result)
+        print(f"\nresults in {args.out}")
+    return 0
+
+
+def _bench_lm(args: argparse.Namespace, pairs: list[LMPair]) -> int:
+    """``kdlab bench lm``: the causal-LM pair, kdlab against the floor and TRL (:mod:`kdlab.bench.lm_bench`)."""
+    from kdlab.bench import lm_bench, write_result
+    from kdlab.pipeline.member import resolve_device
+
+    if len(pairs) != len(args.pairs):
+        raise ConfigError(
+            "The language-model pair is benched on its own (its modes and figures differ from the image and text "
+            "pairs'): run `kdlab bench lm` and the other pairs in separate commands."
+        )
+    if args.epochs is not None:
+        raise ConfigError("--epochs does not apply to the language-model pair, which times steps (--steps).")
+    given = {"modes": args.modes and tuple(args.modes), "steps": args.steps, "warmup": args.warmup,
+             "rounds": args.rounds}  # fmt: skip
+    settings = lm_bench.LMSettings(
+        device=resolve_device(args.device),
+        batch_size=args.batch,
+        precision=args.precision,
+        compile=args.compile,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    settings.check()
+    print(f"kdlab bench: {', '.join(p.name for p in pairs)} on {settings.device}", file=sys.stderr)
+    result = lm_bench.run_lm_bench(pairs, settings, log=lambda line: print(f"  {line}", file=sys.stderr))
+    print(lm_bench.lm_text(result))
+    if args.out:
+        write_result(Path(args.out), result)
         print(f"\nresults in {args.out}")
     return 0

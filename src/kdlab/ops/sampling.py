@@ -110,9 +110,11 @@ def sample_completions(
     was_training = model.training
     model.eval()
     try:
-        cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        takes = inspect.signature(model.forward).parameters
+        cache_name = "cache" if "cache" in takes else "past_key_values"
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in takes else {}  # the prompts' logits are not needed
         ids, mask = left_padded(input_ids, prompt_lengths, prompt_width, pad_id)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True, **last_only)
         drawn = []
         next_position = prompt_lengths[:, None]
         for step in range(max_new_tokens):

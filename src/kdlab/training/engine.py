@@ -175,7 +175,7 @@ class Engine:
         micros = batch if isinstance(batch, list) else [batch]
         prepare = getattr(self.method, "prepare_batches", None)
         if prepare is not None:
-            with self.phases("generate"):
+            with self.phases("generate"), self._autocast():  # generation in the precision of the forward passes
                 micros = prepare(micros)
         self.optimizer.zero_grad(set_to_none=True)
         loss, terms = self._accumulate(micros[0])

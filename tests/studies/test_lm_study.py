@@ -1,0 +1,51 @@
+"""`kdlab study lm smoke`: the stdlib teacher, every condition once, a report whose gap and verdicts follow the
+numbers in results.json."""
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from kdlab.cli import main
+from kdlab.core.errors import ConfigError
+from kdlab.studies import lm
+from kdlab.studies.lm_report import verdicts
+from kdlab.studies.runner import Stat
+
+
+def test_smoke_study_runs_every_condition_and_reports(tmp_path):
+    assert main(["study", "lm", "smoke", "--out", str(tmp_path / "study"), "--quiet"]) == 0
+    results = json.loads((tmp_path / "study" / "results.json").read_text())
+    modes = [(c["method"]["name"], c["method"].get("mode", "supervised")) for c in results["conditions"]]
+    assert modes == [("ce", "supervised"), *[("lm_kd", "supervised")] * 3, ("lm_kd", "sequence"),
+                     ("lm_kd", "on_policy")]  # fmt: skip
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "**Gap**: the teacher's validation CE is" in report and "On-policy GKD" in report
+    for condition in results["conditions"]:
+        assert 0 <= condition["agreement"]["values"][0] <= 1 and condition["tokens_s"]["values"][0] > 0
+
+
+def _row(label, nll, agreement=(0.3, 0.3), samples=(-5.0, -5.0)):
+    stats = {"nll": Stat(list(nll)), "agreement": Stat(list(agreement)), "samples": Stat(list(samples))}
+    return {"label": label, "method": {}, "stats": stats}
+
+
+def test_verdicts_follow_the_numbers():
+    rows = [_row("CE only", (5.0, 5.1), (0.1, 0.1)), _row("forward KL", (4.0, 4.1), (0.3, 0.31)),
+            _row("reverse KL", (4.2, 4.2), samples=(-4.0, -4.1)), _row("JSD(0.5)", (4.05, 4.06)),
+            _row("sequence-level", (4.5, 4.6)), _row("on-policy GKD", (4.02, 4.1), samples=(-4.5, -4.4))]  # fmt: skip
+    text = "\n".join(verdicts(rows))
+    assert "below training on the next tokens alone**: held" in text
+    assert "agree with the teacher's next token more often**: held" in text
+    assert "beats supervised forward-KL KD on validation CE**: did not hold (not conclusive" in text
+    assert "the teacher finds likelier (the train–inference mismatch GKD addresses)**: held" in text
+    assert "Sequence-level KD (the teacher's samples) beats supervised KD on validation CE**: did not hold" in text
+    assert "reverse KL gives samples the teacher rates higher than forward KL's**: held" in text
+    assert "lowest validation CE: forward KL" in text
+
+
+def test_unknown_preset_is_one_paragraph(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown lm study preset 'quik'.*Did you mean 'quick'"):
+        lm.run_study("quik", tmp_path)
