@@ -95,7 +95,7 @@ def test_bad_tokenizers_texts_and_a_missing_extra_are_clear_errors(wordpiece, mo
     with pytest.raises(ConfigError, match="text 1 is a int"):
         tokenize(["a", 3], wordpiece)
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if it were not installed
-    with pytest.raises(ConfigError, match=r"needs the optional extra: pip install 'kdlab\[text\]'"):
+    with pytest.raises(ConfigError, match=r"need the optional extra: pip install 'kdlab\[text\]'"):
         tokenize(["a"], wordpiece)
 
 
