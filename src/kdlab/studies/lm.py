@@ -1,6 +1,6 @@
 """``kdlab study lm``: token-level distillation of a causal language model on the standard library's source — a
 student trained on the next tokens alone, then forward KL, reverse KL, JSD(0.5), sequence-level KD and on-policy
-GKD (λ = 0.5) — with next-token fidelity, validation cross-entropy and tokens per second (Agarwal et al. 2024).
+GKD (λ = 0.5) — with next-token fidelity, held-out cross-entropy and tokens per second (Agarwal et al. 2024).
 
 The teacher is a GPT-2-style model trained from scratch on the corpus (no pretrained causal LM can be had offline),
 deeper and wider than the student, and trained longer, so that it is clearly better than the student can be alone;
@@ -33,8 +33,8 @@ class LMScale:
     teacher_batch: int = 32
     student_layers: int = 2
     student_width: int = 64
-    student_train: int = 2400  # sequences; × epochs / batch = the steps of every condition
-    student_epochs: int = 2
+    student_train: int = 4800  # sequences; × epochs / batch = the steps of every condition (900)
+    student_epochs: int = 3
     student_batch: int = 16
     test_size: int = 256
 
