@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kdlab.core.errors import ConfigError
+from kdlab.core.outputs import as_model_output
 from kdlab.data.lm import LMLoader, LMTokens
 from kdlab.losses import IGNORE_INDEX, next_token_targets
 from kdlab.methods import METHODS, MethodContext, build_method, method_params
@@ -72,7 +73,7 @@ def test_a_student_equal_to_its_teacher_has_a_zero_divergence(divergence):
     student, teacher, method = make({"divergence": divergence}, student=copy.deepcopy(twin), teacher=twin)
     (batch,) = [*LMLoader(tokens(), 5).epoch(0)]
     with torch.no_grad():
-        terms = method(student(**batch.x), teacher(batch.x), batch)
+        terms = method(as_model_output(student(**batch.x)), teacher(batch.x), batch)
     assert abs(float(terms["kd"])) < 1e-6
 
 
@@ -95,7 +96,7 @@ def test_leaving_out_the_prompts_logits_changes_no_loss():
         (batch,) = [*LMLoader(tokens(prompts=(3, 2, 5, 3, 4)), 5, trim_logits=trim).epoch(0)]
         assert batch.x.get("logits_to_keep") == (12 - 1 if trim else None)
         with torch.no_grad():
-            out.append(method(student(**batch.x), teacher(batch.x), batch))
+            out.append(method(as_model_output(student(**batch.x)), teacher(batch.x), batch))
     assert all(torch.allclose(out[0][k], out[1][k], atol=1e-6) for k in out[0])
 
 
@@ -150,3 +151,50 @@ def test_bad_hyper_parameters_are_refused_while_planning(values, needle):
 def test_generation_modes_need_prompts():
     with pytest.raises(ConfigError, match=r"data\.prompt_length"):
         make({"mode": "on_policy"}, prompts=False)
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+def test_the_chunked_loss_equals_the_full_logits_loss_and_gradient(divergence):
+    results = []
+    for chunk in (None, 7):
+        student, teacher, method = make({"divergence": divergence, "ce_weight": 0.3, "chunk_size": chunk},
+                                        student=gpt2(seed=5))  # fmt: skip
+        (batch,) = [*LMLoader(tokens(), 5, hidden_states=chunk is not None).epoch(0)]
+        out = as_model_output(student(**batch.x))
+        assert (out.logits.numel() == 0) == (chunk is not None) and (out.hidden is not None) == (chunk is not None)
+        terms = method(out, teacher(batch.x), batch)
+        loss = sum(terms.values())
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in student.named_parameters()}))
+    (full, full_grads), (chunked, chunked_grads) = results
+    assert torch.allclose(full, chunked, atol=1e-6)
+    assert all(torch.allclose(full_grads[n], chunked_grads[n], atol=1e-6) for n in full_grads)
+
+
+@pytest.mark.parametrize("tail", ["bucket", "renormalise"])
+def test_a_whole_vocabulary_top_k_teacher_gives_the_online_loss(tail):
+    from kdlab.cache.lm import TopKTeacher, target_offsets
+    from kdlab.cache.store import CachedOutputs
+
+    student, teacher, method = make({"divergence": "jsd", "top_k_tail": tail})
+    data = tokens()
+    (batch,) = [*LMLoader(data, 5).epoch(0)]
+    _, mask = next_token_targets(batch.y)
+    log_probs = torch.log_softmax(teacher(batch.x).logits[:, :-1][mask], -1)
+    values, ids = log_probs.topk(VOCAB, -1)
+    arrays = {"indices": ids.int()[:, None], "values": values[:, None], "tail": torch.full((len(ids), 1), -torch.inf)}
+    cache = TopKTeacher(CachedOutputs(None, {"num_classes": VOCAB}, arrays), target_offsets(data), torch.device("cpu"))
+    out = as_model_output(student(**batch.x))
+    online = method(out, teacher(batch.x), batch)["kd"]
+    cached = method(out, cache(batch), batch)["kd"]
+    if tail == "bucket":
+        assert torch.allclose(online, cached, atol=1e-6)
+    else:  # renormalising a whole distribution changes nothing either
+        assert torch.allclose(online, cached, atol=1e-5)
+
+
+def test_chunk_size_and_raw_tails_are_checked_while_planning():
+    with pytest.raises(ConfigError, match="chunk_size must be ≥ 1"):
+        method_params("lm_kd", {"chunk_size": 0})
+    with pytest.raises(ConfigError, match="top_k_tail=raw is DistillKit's partial forward KL"):
+        method_params("lm_kd", {"top_k_tail": "raw", "divergence": "jsd"})

@@ -23,6 +23,7 @@ from kdlab.core.errors import KdlabError
 from kdlab.core.outputs import ModelOutput
 
 META = "meta.json"
+NUMPY = {torch.int32: np.int32, torch.int16: np.int16, torch.float16: np.float16}  # the stored dtypes but float32
 
 
 class StaleCacheError(KdlabError):
@@ -108,6 +109,8 @@ def open_cache(folder: Path, key: dict[str, Any]) -> CachedOutputs:
             )
         try:  # copy-on-write maps: writable for torch, never written back
             arrays[name] = torch.from_numpy(np.load(path, mmap_mode="c"))
+            if name in ("logits", "values") and meta.get("value_dtype") == "bfloat16":
+                arrays[name] = arrays[name].view(torch.bfloat16)
         except (OSError, ValueError) as exc:
             raise StaleCacheError(f"The teacher-output cache {folder} is damaged ({path.name}: {exc}).") from None
     return CachedOutputs(folder, meta, arrays)
@@ -116,8 +119,11 @@ def open_cache(folder: Path, key: dict[str, Any]) -> CachedOutputs:
 class CacheWriter:
     """Fills a new cache of ``size`` samples × ``views`` views, then :meth:`commit` puts it in place."""
 
-    def __init__(self, folder: Path, key: dict[str, Any], size: int, views: int, top_k: int | None) -> None:
+    def __init__(
+        self, folder: Path, key: dict[str, Any], size: int, views: int, top_k: int | None, value_dtype: str = "float32"
+    ) -> None:
         self.folder, self.key, self.size, self.views, self.top_k = folder, key, size, views, top_k
+        self.value_dtype = value_dtype  # of the logits / top-k values: float32, float16 or bfloat16 (stored as bits)
         self.tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         for old in folder.parent.glob(f"{folder.name}.tmp-*"):
             shutil.rmtree(old, ignore_errors=True)
@@ -125,11 +131,14 @@ class CacheWriter:
         self.arrays: dict[str, np.ndarray] = {}
         self.num_classes = 0
 
-    def _put(self, name: str, index: np.ndarray, view: int, values: torch.Tensor) -> None:
+    def _put(self, name: str, index: np.ndarray, view: int, values: torch.Tensor, dtype: str = "float32") -> None:
+        if values.dtype != torch.int32:
+            values = values.to(getattr(torch, dtype))
+            values = values.view(torch.int16) if values.dtype == torch.bfloat16 else values  # numpy has no bfloat16
         if name not in self.arrays:
-            dtype = np.int32 if values.dtype == torch.int32 else np.float32
             shape = (self.size, self.views, *values.shape[1:])
-            self.arrays[name] = np.lib.format.open_memmap(self.tmp / _file(name), "w+", dtype, shape)
+            np_dtype = NUMPY.get(values.dtype, np.float32)
+            self.arrays[name] = np.lib.format.open_memmap(self.tmp / _file(name), "w+", np_dtype, shape)
         self.arrays[name][index, view] = values.cpu().numpy()
 
     def write(self, index: torch.Tensor, view: int, outputs: ModelOutput) -> None:
@@ -138,10 +147,10 @@ class CacheWriter:
         logits = outputs.logits.float()
         self.num_classes = logits.shape[-1]
         if self.top_k is None:
-            self._put("logits", at, view, logits)
+            self._put("logits", at, view, logits, self.value_dtype)
         else:
             values, indices, tail = compress_top_k(logits, self.top_k)
-            self._put("values", at, view, values)
+            self._put("values", at, view, values, self.value_dtype)
             self._put("indices", at, view, indices)
             self._put("tail", at, view, tail)
         for layer, value in outputs.features.items():
@@ -153,6 +162,7 @@ class CacheWriter:
         meta = {"key": self.key, "arrays": sorted(self.arrays), "samples": self.size, "views": self.views}
         meta["checksums"] = {name: checksum(self.tmp / _file(name)) for name in sorted(self.arrays)}
         meta["num_classes"] = self.num_classes
+        meta["value_dtype"] = self.value_dtype
         (self.tmp / META).write_text(json.dumps(meta, indent=1))
         self.arrays.clear()
         if self.folder.exists():  # a stale cache, or one another process finished meanwhile: replace it

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-Inputs = torch.Tensor | Mapping[str, torch.Tensor]
+Inputs = torch.Tensor | Mapping[str, Any]  # a tensor, or named tensors (and keyword options such as logits_to_keep)
 E = TypeVar("E")
 
 
@@ -17,7 +17,8 @@ class Batch(Generic[E]):
     """One batch of ``B`` examples.
 
     ``x`` holds the inputs: one tensor (pixels in [0, 1] ``[B, C, H, W]``, feature vectors ``[B, d]``, word and
-    character ids ``[B, n, 1 + C]``) or a mapping of named tensors (``input_ids``, ``attention_mask``, ...).
+    character ids ``[B, n, 1 + C]``) or a mapping of named tensors (``input_ids``, ``attention_mask``, ...) and the
+    keyword options a model is called with (``logits_to_keep``, ``output_hidden_states``).
     ``y`` holds the targets (``[B]`` class ids, or per position ``[B, n, ...]``; −1 = unlabelled), ``index`` the
     examples' indices in their split. ``extras`` is the one place for what a task adds: its type is the task's own
     (:class:`kdlab.data.loader.ImageExtras` — mixing, per-example temperature, stored view — for image batches,

@@ -20,13 +20,17 @@ class ModelOutput:
     ``member_logits`` is ``[B, m, c]`` for an ensemble, else None; ``features`` maps a module path to
     that module's output (see :class:`kdlab.training.taps.Taps`). Structured models (:mod:`kdlab.models.sequence`)
     put their other potentials in ``structure``: a CRF's ``transitions``/``start``/``end``, a parser's
-    ``relations``; their ``logits`` are the emissions ``[B, n, L]`` or the arc scores ``[B, n, n+1]``.
+    ``relations``; their ``logits`` are the emissions ``[B, n, L]`` or the arc scores ``[B, n, n+1]``. ``hidden``
+    is a language model's final hidden state ``[B, T, d]`` when it was asked for its hidden states (the chunked
+    losses make the logits from it; its ``logits`` may then be empty). A top-k teacher cache gives ``logits``
+    ``[R, k]`` (log-probabilities of R trained positions) with ``structure`` ``topk_ids`` and ``tail``.
     """
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     member_logits: torch.Tensor | None = None
     structure: dict[str, torch.Tensor] = field(default_factory=dict)
+    hidden: torch.Tensor | None = None
 
 
 def as_model_output(out: Any, *, model: str = "the model") -> ModelOutput:
@@ -44,7 +48,9 @@ def as_model_output(out: Any, *, model: str = "the model") -> ModelOutput:
         return as_model_output(out[0], model=model)
     logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
     if isinstance(logits, torch.Tensor):
-        return ModelOutput(logits=logits)
+        states = out.get("hidden_states") if isinstance(out, Mapping) else getattr(out, "hidden_states", None)
+        hidden = states[-1] if isinstance(states, tuple | list) and states else None  # transformers: the last is final
+        return ModelOutput(logits=logits, hidden=hidden)
     raise ConfigError(
         f"{model} returned a {type(out).__name__}; kdlab reads a model's output as a logits tensor, a tuple or list "
         "whose first element is the logits, or a mapping or object with a 'logits' entry."

@@ -341,8 +341,22 @@ def reduce_tokens(
         torch.Tensor: a 0-dim tensor in ``per_token``'s dtype.
     """
     total = torch.where(mask, per_token, 0.0).sum()
-    count = mask.sum() if num_tokens is None else num_tokens
-    if isinstance(count, torch.Tensor):
-        count = count.to(total.dtype)
+    return divide_by_tokens(total, mask.sum() if num_tokens is None else num_tokens)
+
+
+def divide_by_tokens(total: torch.Tensor, num_tokens: int | float | torch.Tensor) -> torch.Tensor:
+    """``total / num_tokens``, with a count of 0 (a fully masked window) taken as 1: 0 with a finite gradient, and
+    no host read of a count on the device. The division :func:`reduce_tokens` ends with, for sums made elsewhere
+    (the chunked losses).
+
+    Args:
+        total (torch.Tensor): a 0-dim sum over tokens.
+        num_tokens (int | float | torch.Tensor): the window's token count (see :func:`reduce_tokens`).
+
+    Returns:
+        torch.Tensor: a 0-dim tensor.
+    """
+    if isinstance(num_tokens, torch.Tensor):
+        count = num_tokens.to(total.dtype)
         return total / torch.where(count > 0, count, torch.ones_like(count))
-    return total / (count if count > 0 else 1)
+    return total / (num_tokens if num_tokens > 0 else 1)

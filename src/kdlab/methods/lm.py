@@ -33,6 +33,7 @@ from kdlab.core.outputs import ModelOutput
 from kdlab.data.lm.loader import keep_logits
 from kdlab.losses.tokens import (
     IGNORE_INDEX,
+    divide_by_tokens,
     forward_kl,
     jsd,
     next_token_cross_entropy,
@@ -43,7 +44,9 @@ from kdlab.losses.tokens import (
     skew_kl,
     tvd,
 )
+from kdlab.losses.top_k import Tail
 from kdlab.methods.base import MethodContext, register_method, require
+from kdlab.methods.lm_rows import head_of, lm_kd_sums
 from kdlab.ops.sampling import sample_completions
 
 LM = ("causal_lm",)
@@ -85,6 +88,8 @@ class LMKDParams:
     generation_temperature: float = 1.0
     top_k: int = 0  # generation: sample among the k most likely tokens (0: all)
     eos_ids: list[int] | None = field(default=None)  # None: the tokenizer's end-of-sequence id
+    chunk_size: int | None = None  # make the student's logits this many positions at a time (None: all at once)
+    top_k_tail: Tail = "bucket"  # a top-k cached teacher's missing mass: bucket, renormalise or raw
 
     def __post_init__(self) -> None:
         for name in ("beta", "skew", "lmbda", "ce_weight"):
@@ -94,6 +99,11 @@ class LMKDParams:
         require(new is None or new >= 1, f"method.max_new_tokens must be ≥ 1 (or null: the data's); got {new}.")
         require(temperature >= 0, f"method.generation_temperature must be ≥ 0 (0: greedy); got {temperature}.")
         require(self.top_k >= 0, f"method.top_k must be ≥ 0 (0: every token); got {self.top_k}.")
+        require(self.chunk_size is None or self.chunk_size >= 1,
+                f"method.chunk_size must be ≥ 1 (positions per chunk; null: no chunking); got {self.chunk_size}.")
+        require(self.top_k_tail != "raw" or self.divergence == "forward_kl",
+                f"method.top_k_tail=raw is DistillKit's partial forward KL; it does not define "
+                f"divergence={self.divergence}. Use top_k_tail=bucket (any divergence) or divergence=forward_kl.")
 
 
 DIVERGENCES: dict[str, Callable[..., torch.Tensor]] = {
@@ -139,14 +149,17 @@ class LMKD(nn.Module):
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         assert teacher is not None
         p = self.params
-        _, mask = next_token_targets(batch.y)
-        per_token = DIVERGENCES[p.divergence](
-            prediction_logits(student.logits), prediction_logits(teacher.logits), mask,
-            temperature=p.temperature, tau_squared=p.tau_squared, **self.options,
+        targets, mask = next_token_targets(batch.y)
+        heads = (head_of(self.models[0]), head_of(self.models[1].members[0]) if self.models[1] is not None else None)
+        kd, ce = lm_kd_sums(
+            student, teacher, targets, mask, divergence=DIVERGENCES[p.divergence], options=self.options,
+            temperature=p.temperature, tau_squared=p.tau_squared, tail=p.top_k_tail, chunk_size=p.chunk_size,
+            heads=heads, with_ce=p.ce_weight > 0,
         )  # fmt: skip
-        terms = {"kd": (1.0 - p.ce_weight) * reduce_tokens(per_token, mask, batch.extras.num_tokens)}
+        count = batch.extras.num_tokens
+        terms = {"kd": (1.0 - p.ce_weight) * divide_by_tokens(kd, count)}
         if p.ce_weight > 0:
-            terms["ce"] = p.ce_weight * self.label_loss(student, batch)
+            terms["ce"] = p.ce_weight * divide_by_tokens(ce, count)
         return terms
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -176,8 +189,8 @@ class LMKD(nn.Module):
                 eos_ids=self.eos_ids, pad_id=self.pad_id, generator=generator,
             )  # fmt: skip
             x, y = made.inputs, made.labels
-            if "logits_to_keep" in batch.x:  # the models compute the logits of the continuations only
-                x, y = keep_logits(x, y, extras.prompt_width - 1)
+            if "logits_to_keep" in batch.x:  # the models compute the logits of the continuations only (or none)
+                x, y = keep_logits(x, y, extras.prompt_width - 1, hidden="output_hidden_states" in batch.x)
             out.append(Batch(x=x, y=y, index=batch.index, extras=extras))
         count = torch.stack([(b.y[:, 1:] != IGNORE_INDEX).sum() for b in out]).sum()
         return [replace(b, extras=replace(b.extras, num_tokens=count)) for b in out]

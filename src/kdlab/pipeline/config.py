@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from kdlab.cache.settings import CacheConfig
+from kdlab.cache.settings import CACHE_DTYPES, CacheConfig
 from kdlab.core.errors import ConfigError, suggest
 from kdlab.core.typecheck import build_dataclass, coerce, field_hints
 from kdlab.data.distillation import ExtraSource
@@ -286,6 +286,11 @@ def _check_ranges(c: Config) -> None:
         (
             c.cache.top_k is None or c.cache.top_k >= 1,
             f"cache.top_k (logits kept per view; null: all) must be ≥ 1 or null; got {c.cache.top_k}.",
+        ),
+        (
+            c.cache.dtype in CACHE_DTYPES,
+            f"cache.dtype={c.cache.dtype!r} is not one of {', '.join(CACHE_DTYPES)} (the dtype of the cached "
+            "language-model log-probabilities).",
         ),
         (
             c.precision in PRECISIONS,

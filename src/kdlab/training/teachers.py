@@ -65,8 +65,8 @@ class Teacher(nn.Module):
         if isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.size == 1:
-            logits = as_model_output(feed(self.members[0], x), model="The teacher").logits
-            return ModelOutput(logits=logits, features=self.taps.collect() if self.taps else {})
+            out = as_model_output(feed(self.members[0], x), model="The teacher")
+            return ModelOutput(logits=out.logits, features=self.taps.collect() if self.taps else {}, hidden=out.hidden)
         outputs = [as_model_output(feed(m, x), model="A teacher").logits for m in self.members]
         member_logits = torch.stack(outputs, dim=1)
         return ModelOutput(logits=ensemble_logits(member_logits), member_logits=member_logits)

@@ -28,13 +28,15 @@ class LMExtras:
 
     ``num_tokens``: the next-token targets of the whole accumulation window (an int read from the host lengths, or
     a device tensor once generation has replaced completions); ``prompt_lengths`` ``[B]`` on the device and
-    ``prompt_width`` (their maximum, a host int) for generation; ``lengths`` ``[B]`` on the host.
+    ``prompt_width`` (their maximum, a host int) for generation; ``lengths`` ``[B]`` on the host; ``targets`` the
+    next-token targets of this batch alone (a host int).
     """
 
     num_tokens: int | torch.Tensor
     prompt_lengths: torch.Tensor
     prompt_width: int
     lengths: torch.Tensor
+    targets: int = 0
 
 
 def labels_of(input_ids: torch.Tensor, lengths: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
@@ -46,12 +48,16 @@ def labels_of(input_ids: torch.Tensor, lengths: torch.Tensor, prompt_lengths: to
 
 
 def keep_logits(
-    inputs: dict[str, torch.Tensor], labels: torch.Tensor, start: int
+    inputs: dict[str, torch.Tensor], labels: torch.Tensor, start: int, *, hidden: bool = False
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Ask the models for logits at positions ``start`` and later only (Hugging Face ``logits_to_keep``) and cut the
     labels to the same positions, so that the next-token alignment of the losses still holds: no position before
     ``start`` predicts a trained token (``start`` = the shortest prompt − 1), and the ``[tokens × vocabulary]``
-    logits of the prompts are never computed."""
+    logits of the prompts are never computed. With ``hidden`` the models compute no logits at all and return their
+    hidden states instead (``output_hidden_states``): the chunked losses make the logits themselves."""
+    if hidden:
+        none = torch.empty(0, dtype=torch.long, device=labels.device)
+        return {**inputs, "logits_to_keep": none, "output_hidden_states": True}, labels  # type: ignore[dict-item]
     if start <= 0:
         return inputs, labels
     return {**inputs, "logits_to_keep": labels.shape[1] - start}, labels[:, start:]
@@ -63,7 +69,8 @@ class LMLoader:
     labels ``[B, T]`` (``IGNORE_INDEX`` where not trained), ``index`` the sequences' indices, ``extras`` an
     :class:`LMExtras`. An epoch's order comes from ``(seed, epoch)``, so a resumed run replays the same windows.
     With ``trim_logits`` (for models that take ``logits_to_keep``) the prompts' logits are not computed and ``y``
-    covers the remaining positions only (:func:`keep_logits`).
+    covers the remaining positions only; with ``hidden_states`` no logits are computed and the models return their
+    hidden states (:func:`keep_logits`).
     """
 
     def __init__(
@@ -76,12 +83,14 @@ class LMLoader:
         shuffle: bool = False,
         seed: int = 0,
         trim_logits: bool = False,
+        hidden_states: bool = False,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("micro_batch_size", micro_batch_size or 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"data.{name} must be a positive integer; got {value!r}.")
         self.batch_size, self.micro = batch_size, min(micro_batch_size or batch_size, batch_size)
         self.shuffle, self.seed, self.size, self.trim_logits = shuffle, seed, len(tokens), trim_logits
+        self.hidden_states = hidden_states
         self.device = torch.device(device)
         self.lengths, self.prompts = tokens.lengths.cpu(), tokens.prompt_lengths.cpu()
         self.targets = (self.lengths - self.prompts.clamp(min=1)).clamp(min=0)  # next-token targets per sequence
@@ -96,11 +105,12 @@ class LMLoader:
 
     def _batch(self, rows: torch.Tensor, selected: torch.Tensor, num_tokens: int) -> Batch[LMExtras]:
         width = int(self.lengths[rows].max())  # host values: no wait for the device
-        extras = LMExtras(num_tokens, self.prompt_lengths[selected], int(self.prompts[rows].max()), self.lengths[rows])
+        extras = LMExtras(num_tokens, self.prompt_lengths[selected], int(self.prompts[rows].max()), self.lengths[rows],
+                          int(self.targets[rows].sum()))  # fmt: skip
         x: dict[str, Any] = {"input_ids": self.ids[selected, :width], "attention_mask": self.mask[selected, :width]}
         y = self.labels[selected, :width]
-        if self.trim_logits:
-            x, y = keep_logits(x, y, int(self.prompts[rows].min()) - 1)
+        if self.trim_logits or self.hidden_states:
+            x, y = keep_logits(x, y, int(self.prompts[rows].min()) - 1, hidden=self.hidden_states)
         return Batch(x=x, y=y, index=selected, extras=extras)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch[LMExtras] | list[Batch[LMExtras]]]:

@@ -16,12 +16,14 @@ from kdlab.data.lm import LMData, LMLoader, LMSplits, LMTokens, encode_lm, eos_i
 from kdlab.data.text import same_tokenizer
 from kdlab.methods import MethodContext
 from kdlab.methods.lm import LMContext, lm_labels
+from kdlab.methods.lm_rows import head_of
 from kdlab.models import hf
 from kdlab.pipeline.config import Config
 from kdlab.pipeline.task import Log, Member, Provided
 from kdlab.reporting.tables import Column, comparison_table
 from kdlab.tasks.lm.evaluate import next_token_figures, sample_figures
 from kdlab.tasks.lm.models import LMModel, build_student, job_tokenizer, positions, takes_logits_to_keep, vocabulary
+from kdlab.tasks.lm.teacher_source import teacher_source
 from kdlab.training.engine import BatchSource, Recipe, TeacherSource
 from kdlab.training.teachers import Teacher
 
@@ -137,11 +139,13 @@ class LMExperiment:
         eos = eos_id(self.tokenizer)
         return () if eos is None else (eos,)
 
-    def loader(self, split: str, seed: int = 0, shuffle: bool = False, trim: bool = False) -> LMLoader:
+    def loader(
+        self, split: str, seed: int = 0, shuffle: bool = False, trim: bool = False, hidden: bool = False
+    ) -> LMLoader:
         data = self.config.data
         return LMLoader(self.parts[split], data.batch_size if shuffle else data.eval_batch_size,
                         micro_batch_size=self.options.micro_batch_size if shuffle else None, device=self.device,
-                        shuffle=shuffle, seed=seed, trim_logits=trim)  # fmt: skip
+                        shuffle=shuffle, seed=seed, trim_logits=trim, hidden_states=hidden)  # fmt: skip
 
     def _trim(self, student: nn.Module) -> bool:
         return takes_logits_to_keep(student, self.teacher.members[0] if self.teacher is not None else None)
@@ -176,8 +180,15 @@ class LMExperiment:
                 f"{size}: token-level distillation needs one vocabulary (cross-tokenizer distillation is not "
                 "supported yet). Build the student with the teacher's tokenizer (config: teacher)."
             )
-        longest = max(int(t.lengths.max()) for t in self.parts.values())
+        top_k, teacher_size = self.config.cache.top_k, vocabulary(self.teacher.members[0]) if self.teacher else 0
+        if top_k is not None and self.teacher is not None and top_k > teacher_size:
+            raise ConfigError(f"cache.top_k={top_k} but the teacher's vocabulary has {teacher_size} tokens; use "
+                              f"1..{teacher_size} (at {teacher_size}: the whole distribution).")  # fmt: skip
         params = getattr(method, "params", None)
+        if getattr(params, "chunk_size", None) is not None and head_of(student) is None:
+            raise ConfigError(f"method.chunk_size makes the logits from the student's output head, but "
+                              f"{type(student).__name__} has none (get_output_embeddings); leave chunk_size out.")
+        longest = max(int(t.lengths.max()) for t in self.parts.values())
         new = getattr(params, "max_new_tokens", None)
         if getattr(params, "mode", "supervised") != "supervised" and new:
             longest = max(longest, int(self.parts["train"].prompt_lengths.max()) + new)
@@ -193,16 +204,20 @@ class LMExperiment:
         """Hugging Face students start as they were loaded or built."""
 
     def train_batches(self, member: Member) -> BatchSource:
-        return self.loader("train", member.seed, shuffle=True, trim=self.trim)
+        chunked = getattr(member.params, "chunk_size", None) is not None  # the models give hidden states, no logits
+        return self.loader("train", member.seed, shuffle=True, trim=self.trim, hidden=chunked)
 
     def teacher_source(
         self, member: Member, method: nn.Module, recipe: Recipe, log: Log
     ) -> tuple[TeacherSource | None, dict[str, Any] | None]:
         if not method.needs_teacher or self.teacher is None:
             return None, None
-        teacher = self.teacher
-        reason = "language-model teachers run on each batch (the top-k logit cache for causal LMs is not built yet)"
-        return (lambda batch: teacher(batch.x)), {"kind": "online", "reason": reason}
+        return teacher_source(
+            method, self.teacher, self.teacher_name or "teacher", self.parts["train"], self.config.cache,
+            enabled=self.config.teacher_cache and self.teacher_name is not None, precision=recipe.precision,
+            device=self.device, batch_size=self.config.data.eval_batch_size,
+            trim=takes_logits_to_keep(self.teacher.members[0]), log=log,
+        )  # fmt: skip
 
     def split_figures(self, student: nn.Module, split: str) -> dict[str, dict[str, float]]:
         teacher = self.teacher.members[0] if self.teacher is not None else None
