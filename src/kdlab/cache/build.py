@@ -17,6 +17,7 @@ import torch
 
 from kdlab.cache.store import CachedOutputs, CacheWriter, StaleCacheError, open_cache
 from kdlab.data.loader import TensorLoader
+from kdlab.training import distributed
 from kdlab.training.teachers import Teacher
 
 Log = Callable[[str], None]
@@ -75,3 +76,12 @@ def find_or_build(
         f"view(s), {cache.nbytes / 2**20:.1f} MiB in {folder}"
     )
     return cache, True
+
+
+def shared_build(build: Callable[[], tuple[CachedOutputs, bool]]) -> tuple[CachedOutputs, bool]:
+    """Under torchrun, rank 0 builds (or checks) the cache while the other ranks wait, then they open it."""
+    if distributed.world_size() == 1:
+        return build()
+    result = build() if distributed.is_main() else None
+    distributed.barrier()
+    return result if result is not None else (build()[0], False)

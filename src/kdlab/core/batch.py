@@ -23,7 +23,10 @@ class Batch(Generic[E]):
     examples' indices in their split. ``extras`` is the one place for what a task adds: its type is the task's own
     (:class:`kdlab.data.loader.ImageExtras` — mixing, per-example temperature, stored view — for image batches,
     :class:`kdlab.data.sentences.loader.SentenceExtras` — mask, the teacher's encoding — for sentences), None when a
-    task adds nothing. ``global_size``: under torchrun, the size of the global batch this piece was cut from.
+    task adds nothing. ``global_size``: under torchrun, the size of the global batch this piece was cut from (the
+    piece's loss is a mean over the piece). ``global_share``: the piece's loss is already its share of the global
+    batch's loss (the language-model losses divide by the whole window's token count), so only the averaging of
+    the processes' gradients is to be undone.
     """
 
     x: Inputs
@@ -31,6 +34,7 @@ class Batch(Generic[E]):
     index: torch.Tensor
     extras: E | None = None
     global_size: int | None = None
+    global_share: bool = False
 
     def __len__(self) -> int:
         return self.y.shape[0]

@@ -34,6 +34,7 @@ from kdlab.training.optim import OptimConfig
 from kdlab.training.precision import PRECISIONS
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Config:
     cache: CacheConfig = field(default_factory=lambda: CacheConfig())
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
     compile: bool = False  # torch.compile the student (its feature taps are registered first)
+    fsdp: bool = False  # under torchrun: shard the student with FSDP (language models) instead of DDP replicas
+    teacher_dtype: str | None = None  # load the teacher in this dtype (bfloat16, float16): half its memory
     methods: list[Any] = field(default_factory=list)  # kdlab compare: names or {name: ..., option: value}
     tag_map: dict[str, str] = field(default_factory=dict)  # sequence data: rename teacher tags → student tags
     log: list[str] = field(default_factory=list)  # experiment trackers that follow every run: tensorboard, mlflow
@@ -286,6 +289,10 @@ def _check_ranges(c: Config) -> None:
         (
             c.cache.top_k is None or c.cache.top_k >= 1,
             f"cache.top_k (logits kept per view; null: all) must be ≥ 1 or null; got {c.cache.top_k}.",
+        ),
+        (
+            c.teacher_dtype in (None, *TEACHER_DTYPES),
+            f"teacher_dtype={c.teacher_dtype!r} is not one of {', '.join(TEACHER_DTYPES)} (or null: as saved).",
         ),
         (
             c.cache.dtype in CACHE_DTYPES,

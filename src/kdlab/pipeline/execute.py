@@ -56,7 +56,7 @@ def _claim_group(lay: Layout, command: str, resume: bool) -> None:
 
 
 def _recipe(config: Config) -> Recipe:
-    return Recipe(config.epochs, config.optim, 0, config.eval_every, config.precision, config.compile)
+    return Recipe(config.epochs, config.optim, 0, config.eval_every, config.precision, config.compile, config.fsdp)
 
 
 def probe(experiment: Experiment, members: list[Member], recipe: Recipe) -> None:

@@ -99,6 +99,11 @@ def run_member(
     )
     fit_started = time.perf_counter()
     history = engine.fit(resume=resume)
+    if distributed.is_sharded(student):  # FSDP: the trained weights gathered into a whole student on every process
+        state = distributed.gathered_state_dict(student)
+        torch.manual_seed(member.seed)
+        student = experiment.build_student(member).to(experiment.device)
+        student.load_state_dict(state)
     fit_ended = time.perf_counter()
     figures = experiment.figures(member, student)
     training_time = history[-1]["time_s"] if history else 0.0

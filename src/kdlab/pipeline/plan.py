@@ -103,6 +103,12 @@ def check(config: Config, command: Command, task: Task, has_teacher: bool) -> di
     hyper-parameters (typed now: a bad option stops here)."""
     task.check(config, command)
     trackers.check(config.log)
+    for key, value in (("fsdp", config.fsdp), ("teacher_dtype", config.teacher_dtype)):
+        if value and not getattr(task, "shards_models", False):
+            raise ConfigError(
+                f"{key} shards or narrows large models and serves language-model data; {task.name} trains its "
+                f"student under torchrun with DDP and loads teachers as saved. Remove {key}."
+            )
     params = {}
     for role, method in roles(config, command):
         params[role] = method_params(method.name, method.params)

@@ -113,7 +113,10 @@ class Experiment(Protocol):
 
 
 class Task(Protocol):
-    """A kind of problem kdlab distils: how to read its data and models, which methods apply, what it measures."""
+    """A kind of problem kdlab distils: how to read its data and models, which methods apply, what it measures.
+
+    A task may set ``shards_models = True`` when its runs can shard the student with FSDP (``fsdp``) and load the
+    teacher narrowed (``teacher_dtype``): its evaluation runs the same forward passes on every process."""
 
     name: str
     summary: str

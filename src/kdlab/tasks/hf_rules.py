@@ -1,5 +1,5 @@
-"""Rules the Hugging Face tasks (text classification, causal language modelling) share while planning: one process
-(no torchrun yet), one teacher to distil from, and none of the image task's student controls."""
+"""Rules the Hugging Face tasks (text classification, causal language modelling) share while planning: one teacher to
+distil from, none of the image task's student controls, and (text classification) one process."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from kdlab.pipeline.task import Command
 from kdlab.training import distributed
 
 
-def check_one_process_job(config: Config, command: Command, data: str, *, init_hint: str = "") -> None:
-    """Refuse torchrun, ``control_teacher``, ``student_init`` and (for distillation) an ensemble of teachers for a
-    job on ``data`` (e.g. "text data"); ``init_hint`` says how this task starts a student from its teacher."""
-    if distributed.launched():
+def check_one_process_job(
+    config: Config, command: Command, data: str, *, init_hint: str = "", torchrun: bool = False
+) -> None:
+    """Refuse ``control_teacher``, ``student_init``, (for distillation) an ensemble of teachers and, unless
+    ``torchrun``, several processes for a job on ``data`` (e.g. "text data"); ``init_hint`` says how this task
+    starts a student from its teacher."""
+    if distributed.launched() and not torchrun:
         raise ConfigError(
             f"{config.data.name} is {data}; these runs train in one process so far, but torchrun started "
             f"{distributed.world_size()}. Run it without torchrun (kdlab {command} ...)."

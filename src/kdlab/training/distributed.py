@@ -234,13 +234,81 @@ def settle() -> None:
         pass
 
 
-def parallel(module: nn.Module) -> nn.Module:
+def parallel(module: nn.Module, *, fsdp: bool = False) -> nn.Module:
     """``module`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` (which broadcasts rank 0's
-    parameters and buffers now and averages gradients in the backward pass); ``module`` itself in one process."""
+    parameters and buffers now and averages gradients in the backward pass) — or, with ``fsdp``, sharded in place
+    by :func:`shard`; ``module`` itself in one process."""
     if not _group():
         return module
+    if fsdp:
+        return shard(module)
     device = next(module.parameters()).device
     return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shard(module: nn.Module) -> nn.Module:
+    """``module`` sharded over the processes with PyTorch's FSDP (``fully_shard``, in place): each block a Hugging
+    Face model names in ``_no_split_modules`` (a transformer layer) is one unit, gathered for its forward and
+    backward passes and resharded after, and the rest of the model is the root unit. Parameters, gradients and the
+    optimiser's state are then split over the processes; gradients are averaged as under DDP. Every process must
+    run the same forward passes (FSDP gathers each unit from all of them)."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(getattr(module, "_no_split_modules", None) or ())
+    for sub in module.modules():
+        if sub is not module and type(sub).__name__ in blocks:
+            fully_shard(sub)
+    fully_shard(module)
+    return module
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether ``module`` was sharded by :func:`shard`."""
+    return any(type(m).__name__.startswith("FSDP") for m in module.modules())
+
+
+def gathered_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s whole state dict on every process: gathered from the shards under FSDP (a collective: every
+    process calls it), the state dict itself otherwise."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's and the optimiser's whole state dicts (for a checkpoint): as they are in one process or under
+    DDP; gathered from the shards under FSDP — a collective, on rank 0 only (the others get empty dicts)."""
+    if not is_sharded(model):
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_full_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict[str, Any], optimizer_state: dict[str, Any]
+) -> None:
+    """Load what :func:`full_state` saved (every process reads the whole state and keeps its shards)."""
+    if not is_sharded(model):
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> None:

@@ -60,7 +60,8 @@ Phases = Callable[[str], contextlib.AbstractContextManager[Any]]  # name → a c
 class Recipe:
     """How to train: epochs, optimiser, seed, evaluation period; ``precision`` of the forward passes
     (``auto``: bf16 autocast on CUDA, fp32 on CPU; losses always take their softmax/KL in float32) and
-    ``compile`` the student with ``torch.compile`` (after its feature taps are registered)."""
+    ``compile`` the student with ``torch.compile`` (after its feature taps are registered); ``fsdp``: under torchrun
+    shard the student (:func:`kdlab.training.distributed.shard`) instead of wrapping it in DDP."""
 
     epochs: int
     optim: OptimConfig
@@ -68,6 +69,7 @@ class Recipe:
     eval_every: int = 1
     precision: str = "auto"
     compile: bool = False
+    fsdp: bool = False  # under torchrun: shard the student with FSDP instead of replicating it with DDP
 
 
 def _no_phase(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -131,7 +133,8 @@ class Engine:
         if self.world > 1:
             self.train = self._shard(self.train)
             distributed.broadcast_module(self.method)  # DDP does this for the student
-        model = distributed.parallel(self.student)  # the student itself in one process
+        model = distributed.parallel(self.student, fsdp=self.recipe.fsdp)  # the student itself in one process
+        self.replicas = model if isinstance(model, nn.parallel.DistributedDataParallel) else None
         # torch's advice for DDP: compile the wrapped module (its optimizer splits graphs at the gradient buckets)
         self.forward: Callable[[torch.Tensor], Any] = torch.compile(model) if self.recipe.compile else model
         params = [*self.student.parameters(), *self.method.parameters()]
@@ -152,8 +155,12 @@ class Engine:
             )
         return shard(distributed.rank(), distributed.world_size())
 
-    def _weight(self, batch: Batch) -> float:
-        """The factor on this process's loss (1 in one process); see :func:`kdlab.training.distributed.loss_weight`."""
+    def _weight(self, batch: Batch | list[Batch]) -> float:
+        """The factor on this process's loss (1 in one process); see :func:`kdlab.training.distributed.loss_weight`.
+        A piece whose loss is already its share of the global loss (``global_share``) only undoes the averaging."""
+        batch = batch[0] if isinstance(batch, list) else batch
+        if getattr(batch, "global_share", False):
+            return float(self.world)
         size = getattr(batch, "global_size", None)
         return 1.0 if size is None else distributed.loss_weight(len(batch), size, self.world)
 
@@ -178,9 +185,9 @@ class Engine:
             with self.phases("generate"), self._autocast():  # generation in the precision of the forward passes
                 micros = prepare(micros)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self._accumulate(micros[0])
-        for micro in micros[1:]:
-            more_loss, more = self._accumulate(micro)
+        loss, terms = self._accumulate(micros[0], sync=len(micros) == 1)
+        for i, micro in enumerate(micros[1:], start=2):
+            more_loss, more = self._accumulate(micro, sync=i == len(micros))
             loss = loss + more_loss
             terms = {k: terms.get(k, 0) + more.get(k, 0) for k in terms | more}
         distributed.average_gradients(self.method.parameters())  # DDP has averaged the student's
@@ -190,8 +197,12 @@ class Engine:
             self.schedule.step()
         return loss, terms
 
-    def _accumulate(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward passes, loss terms and backward pass of one (micro-)batch; the gradients add to the ones there."""
+    def _accumulate(self, batch: Batch, sync: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward passes, loss terms and backward pass of one (micro-)batch; the gradients add to the ones there.
+        Under DDP only the window's last micro-batch (``sync``) averages the gradients over the processes."""
+        if not sync and self.replicas is not None:
+            with self.replicas.no_sync():
+                return self._accumulate(batch)
         x = batch.x
         images = isinstance(x, torch.Tensor) and x.dim() == 4
         if self.channels_last and images:
@@ -308,6 +319,7 @@ class Engine:
         and rank 0 writes."""
         meter_state = meter.state()
         ranks_rng = distributed.all_gather_object(self._rng()) if self.world > 1 else None
+        student_state, optimizer_state = distributed.full_state(self.student, self.optimizer)  # FSDP: gathered
         if not distributed.is_main():
             return
         state = {
@@ -316,9 +328,9 @@ class Engine:
             "epoch": epoch,
             "step": step,
             "elapsed": elapsed,
-            "student": self.student.state_dict(),
+            "student": student_state,
             "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
@@ -339,9 +351,8 @@ class Engine:
                 f"damaged or was written by something else. Delete it to train this run again from the start."
             )
         try:
-            self.student.load_state_dict(state["student"])
+            distributed.load_full_state(self.student, self.optimizer, state["student"], state["optimizer"])
             self.method.load_state_dict(state["method"])
-            self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])

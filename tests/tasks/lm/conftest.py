@@ -1,37 +1,13 @@
 """Language-model jobs on the standard library's source: a tiny GPT-2 teacher trained once per session (a kdlab run
 folder with its tokenizer), small data options, and helpers for the CLI."""
 
-import json
 
 import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-SMALL = ["data=stdlib", "data.vocab_size=512", "data.max_length=32", "data.batch_size=8", "data.eval_batch_size=32",
-         "data.train_size=48", "data.test_size=24", "epochs=1", "optim.name=adamw", "optim.lr=3e-3", "device=cpu",
-         "--quiet"]  # fmt: skip
-STUDENT = "student={name: hf, config: teacher, n_layer: 1}"
 TEACHER_SPEC = {"name": "hf", "config": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 48}
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    from kdlab.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def summary(folder) -> dict:
-    return json.loads((folder / "summary.json").read_text())
-
-
-def one_paragraph(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert err.startswith("kdlab: error: ") and "Traceback" not in err and err.strip().count("\n") == 0, err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.fixture(scope="session")

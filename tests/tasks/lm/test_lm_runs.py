@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from lm_jobs import SMALL, STUDENT, one_paragraph, run, summary
 
 import kdlab
-from conftest import SMALL, STUDENT, one_paragraph, run, summary
 from kdlab.models import hf
 
 FIDELITY = {"nll", "perplexity", "accuracy", "ece", "agreement", "kl", "tv", "top5_overlap", "sample_teacher_logp",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -36,29 +37,34 @@ SPACE = "Ġ"  # the byte-level alphabet's character for the space byte 0x20
 def token_spans(tokenizer: Any, text: str) -> list[Span]:
     """Each token's ``[start, end)`` in the UTF-8 bytes of ``text``, tokenised without special tokens.
 
-    The spans come from the fast tokenizer's character offsets, turned into byte offsets through a prefix sum of
-    the characters' UTF-8 lengths. Two cases need more than that:
+    Two sources, the first that applies:
 
-    - A byte-level BPE token may hold only some bytes of a multi-byte character (``é`` is two tokens ``Ã``, ``©``
-      when the vocabulary has no merge for it; an emoji up to four). The tokenizer then gives every piece the whole
-      character's offsets, so consecutive offsets overlap. A token that ends inside a character (the next token
-      starts before its end) ends after its own byte count instead: the length of its string in the byte-level
-      alphabet (one character per byte; a leading ``Ġ`` the text does not have, added by ``add_prefix_space``, is
-      not counted), or 1 for a SentencePiece ``<0xNN>`` byte-fallback piece.
-    - Offsets may leave bytes out (a post-processor that trims whitespace, a normaliser that drops it). Each span
-      starts where the previous one ends (the first at byte 0), so bytes left out go to the token that follows
-      them — as GPT-2's ``Ġword`` tokens carry their space. The spans are therefore always contiguous.
+    - Byte-level BPE (``kdlab.data.lm.byte_level_bpe``, GPT-2, Llama 3, Qwen): a token's string is its bytes in
+      GPT-2's byte alphabet, one character per byte, so the spans are running sums of the tokens' byte lengths.
+      They are exact also where BPE splits a multi-byte character — ``é`` as ``Ã`` + ``©`` when the vocabulary has
+      no merge for it, an emoji in up to four pieces, or one token holding an emoji and three bytes of the next —
+      and whatever the offsets say. Used when the tokens' bytes spell the text exactly (checked; a space that
+      ``add_prefix_space`` put before the text is dropped from the first token).
+    - Otherwise the fast tokenizer's character offsets, made byte offsets by a prefix sum of the characters' UTF-8
+      lengths. The pieces of a split character all get the whole character's offsets, so consecutive offsets
+      overlap: a token that ends inside a character (the next one starts before its end) ends after its own byte
+      count instead — its length in the byte alphabet, or 1 for a SentencePiece ``<0xNN>`` byte-fallback piece.
+      Bytes the offsets leave out (whitespace a normaliser drops) go to the token that follows them: each span
+      starts where the previous one ends, the first at byte 0.
 
-    For byte-level BPE (``kdlab.data.lm.byte_level_bpe``, GPT-2, Llama 3, Qwen) the spans tile the text's bytes
-    exactly: ``text.encode()[start:end]`` are the token's own bytes.
+    The bytes come first because offsets can be trimmed: a ByteLevel post-processor with ``trim_offsets`` (RoBERTa's)
+    gives a token of two newlines and three spaces the offsets of the newlines alone, and the offsets cannot tell
+    that the three spaces are its own and not the next token's. Either way the spans are contiguous; a token that
+    spells none of the text's bytes (a lone ``Ġ`` added by ``add_prefix_space``) gets an empty span.
 
     Args:
         tokenizer (Any): a fast tokenizer (``transformers`` ``PreTrainedTokenizerFast``) or a
-            ``tokenizers.Tokenizer``; its truncation and padding settings are ignored (a private copy is used).
+            ``tokenizers.Tokenizer``; its truncation and padding settings are ignored (and left as they are).
         text (str): the text.
 
     Returns:
-        list[tuple[int, int]]: one ``(start, end)`` per token, ``0 = start_0 < end_0 = start_1 < ...``.
+        list[tuple[int, int]]: one ``(start, end)`` per token, ``0 = start_0 ≤ end_0 = start_1 ≤ ...``; for
+        byte-level BPE ``text.encode()[start:end]`` is the token's own bytes and the last end is the text's length.
 
     Raises:
         ValueError: if a token ends inside a character and its byte count cannot be read from its string (a
@@ -67,34 +73,18 @@ def token_spans(tokenizer: Any, text: str) -> list[Span]:
     encoder = _encoder(tokenizer)
     encoding = encoder.encode(text, add_special_tokens=False)
     data = text.encode("utf-8")
-    widths = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    widths = 1 + (widths >= 0x80) + (widths >= 0x800) + (widths >= 0x10000)
-    char_to_byte = np.concatenate([[0], np.cumsum(widths)]).tolist()  # byte offset of each character boundary
     byte_level = "ByteLevel" in repr(encoder.pre_tokenizer) or "ByteLevel" in repr(encoder.decoder)
-    offsets = [(char_to_byte[s], char_to_byte[e]) for s, e in encoding.offsets]
-    spans, cursor = [], 0
-    for i, (token, (_, end)) in enumerate(zip(encoding.tokens, offsets, strict=True)):
-        if i + 1 < len(offsets) and offsets[i + 1][0] < end:  # the next token starts inside this one's last char
-            size = _byte_count(token, byte_level, data, cursor)
-            if size is None or not cursor < cursor + size < end:
-                raise ValueError(
-                    f"Token {i} ({token!r}) ends inside a multi-byte character, and its byte count cannot be read "
-                    "from its string: byte-offset alignment supports byte-level BPE and byte-fallback tokenizers."
-                )
-            end = cursor + size
-        if end <= cursor:
-            raise ValueError(f"Token {i} ({token!r}) has an empty or backward byte span ({cursor}, {end}).")
-        spans.append((cursor, end))
-        cursor = end
-    return spans
+    spans = _spans_from_bytes(encoding.tokens, data) if byte_level else None
+    return spans if spans is not None else _spans_from_offsets(encoding, text, data, byte_level)
 
 
 def align_groups(spans_a: Sequence[Span], spans_b: Sequence[Span]) -> list[tuple[range, range]]:
     """The minimal groups of consecutive tokens of A and of B that cover exactly the same bytes.
 
     A group closes at every byte where both tokenisations have a token boundary, so no group can be split into
-    smaller ones that still match; every token of each side is in exactly one group, in order. One pass of two
-    pointers that advances the side whose token ends first: O(len(A) + len(B)) time and memory.
+    smaller ones that still match; every token of each side is in exactly one group, in order (an empty-span token
+    joins the group that follows it). One pass of two pointers that advances the side whose token ends first:
+    O(len(A) + len(B)) time and memory.
 
     Args:
         spans_a (Sequence[tuple[int, int]]): contiguous byte spans of A (:func:`token_spans`).
@@ -221,6 +211,53 @@ def _encoder(tokenizer: Any) -> Any:
     return backend(tokenizer)
 
 
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's ``bytes_to_unicode`` inverted: the character that stands for each byte in a byte-level token."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]  # control bytes, space, 0x7F-0xA0, 0xAD: from U+0100 on
+    return {chr(b): b for b in printable} | {chr(256 + n): b for n, b in enumerate(others)}
+
+
+BYTE_OF = _byte_alphabet()
+
+
+def _spans_from_bytes(tokens: Sequence[str], data: bytes) -> list[Span] | None:
+    """The spans of byte-level tokens from their own bytes; None unless they spell ``data`` exactly."""
+    try:
+        pieces = [bytes(BYTE_OF[c] for c in token) for token in tokens]
+    except KeyError:  # an added token outside the byte alphabet
+        return None
+    if pieces and pieces[0].startswith(b" ") and not data.startswith(b" "):  # add_prefix_space's space
+        pieces[0] = pieces[0][1:]
+    if b"".join(pieces) != data:
+        return None
+    ends = list(accumulate(len(piece) for piece in pieces))
+    return list(zip([0, *ends], ends, strict=False))  # the starts run one longer
+
+
+def _spans_from_offsets(encoding: Any, text: str, data: bytes, byte_level: bool) -> list[Span]:
+    """The spans from character offsets (see :func:`token_spans`)."""
+    widths = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    widths = 1 + (widths >= 0x80) + (widths >= 0x800) + (widths >= 0x10000)
+    char_to_byte = np.concatenate([[0], np.cumsum(widths)]).tolist()  # byte offset of each character boundary
+    offsets = [(char_to_byte[s], char_to_byte[e]) for s, e in encoding.offsets]
+    spans, cursor = [], 0
+    for i, (token, (_, end)) in enumerate(zip(encoding.tokens, offsets, strict=True)):
+        if i + 1 < len(offsets) and offsets[i + 1][0] < end:  # the next token starts inside this one's last char
+            size = _byte_count(token, byte_level, data, cursor)
+            if size is None or not 0 <= size < end - cursor:
+                raise ValueError(
+                    f"Token {i} ({token!r}) ends inside a multi-byte character, and its byte count cannot be read "
+                    "from its string: byte-offset alignment supports byte-level BPE and byte-fallback tokenizers."
+                )
+            end = cursor + size
+        if end < cursor:
+            raise ValueError(f"Token {i} ({token!r}) ends at byte {end}, before the previous token ({cursor}).")
+        spans.append((cursor, end))
+        cursor = end
+    return spans
+
+
 def _byte_count(token: str, byte_level: bool, data: bytes, start: int) -> int | None:
     """How many bytes of the text a token spells, read from its string (None when the string does not say)."""
     if BYTE_FALLBACK.fullmatch(token):
@@ -237,8 +274,8 @@ def _groups(spans_a: Sequence[Span], spans_b: Sequence[Span]) -> Iterator[tuple[
     for name, spans in (("A", spans_a), ("B", spans_b)):
         for i, (start, end) in enumerate(spans):
             previous = spans[i - 1][1] if i else start
-            if start != previous or end <= start:
-                raise ValueError(f"The spans of {name} are not contiguous and non-empty at token {i}: {spans[i]}.")
+            if start != previous or end < start:
+                raise ValueError(f"The spans of {name} are not contiguous at token {i}: {spans[i]}.")
     if spans_a and spans_b and spans_a[0][0] != spans_b[0][0]:
         raise ValueError(f"The two tokenisations start at different bytes ({spans_a[0][0]} and {spans_b[0][0]}).")
     i = j = first_i = first_j = 0

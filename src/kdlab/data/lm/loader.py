@@ -9,6 +9,7 @@ the micro-batches to exactly the loss of the whole window.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import torch
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
 from kdlab.data.lm.encode import LMTokens
+from kdlab.data.loader import part_bounds
 from kdlab.losses.tokens import IGNORE_INDEX
 
 
@@ -91,6 +93,7 @@ class LMLoader:
         self.batch_size, self.micro = batch_size, min(micro_batch_size or batch_size, batch_size)
         self.shuffle, self.seed, self.size, self.trim_logits = shuffle, seed, len(tokens), trim_logits
         self.hidden_states = hidden_states
+        self.part, self.parts = 0, 1
         self.device = torch.device(device)
         self.lengths, self.prompts = tokens.lengths.cpu(), tokens.prompt_lengths.cpu()
         self.targets = (self.lengths - self.prompts.clamp(min=1)).clamp(min=0)  # next-token targets per sequence
@@ -101,9 +104,27 @@ class LMLoader:
         self.prompt_lengths = self.prompts.to(self.device)
 
     def __len__(self) -> int:
+        if self.parts > 1:  # a last window too small to split evenly is dropped by every process
+            return self.size // self.batch_size
         return math.ceil(self.size / self.batch_size)
 
+    def shard(self, part: int, parts: int) -> LMLoader:
+        """This loader as process ``part`` of ``parts`` sees it (data-parallel training): every process draws the
+        same order, cuts each window of ``batch_size`` sequences into ``parts`` equal contiguous pieces and takes
+        piece ``part``; each piece's micro-batches carry the whole window's token count, so that every process's
+        loss is its share of the window's (``Batch.global_share``). Every process thus runs the same number of
+        forward and backward passes (which DDP and FSDP need); a last, smaller window is dropped."""
+        if self.batch_size % parts:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is the global batch of {parts} processes; it must be a multiple "
+                f"of {parts} so that every process gets as many sequences (and micro-batches) as the others."
+            )
+        out = copy.copy(self)
+        out.part, out.parts = part, parts
+        return out
+
     def _batch(self, rows: torch.Tensor, selected: torch.Tensor, num_tokens: int) -> Batch[LMExtras]:
+        """One (micro-)batch of the sequences ``rows`` (host) / ``selected`` (device) of a window of ``num_tokens``."""
         width = int(self.lengths[rows].max())  # host values: no wait for the device
         extras = LMExtras(num_tokens, self.prompt_lengths[selected], int(self.prompts[rows].max()), self.lengths[rows],
                           int(self.targets[rows].sum()))  # fmt: skip
@@ -111,7 +132,7 @@ class LMLoader:
         y = self.labels[selected, :width]
         if self.trim_logits or self.hidden_states:
             x, y = keep_logits(x, y, int(self.prompts[rows].min()) - 1, hidden=self.hidden_states)
-        return Batch(x=x, y=y, index=selected, extras=extras)
+        return Batch(x=x, y=y, index=selected, extras=extras, global_share=self.parts > 1)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch[LMExtras] | list[Batch[LMExtras]]]:
         """The windows of epoch ``epoch`` from window ``start`` on."""
@@ -121,7 +142,10 @@ class LMLoader:
         for k in range(start, len(self)):
             part = slice(k * self.batch_size, (k + 1) * self.batch_size)
             rows, selected = order[part], on_device[part]
-            count = int(self.targets[rows].sum())
+            count = int(self.targets[rows].sum())  # over the whole window, every process's piece included
+            if self.parts > 1:
+                lo, hi = part_bounds(len(rows), self.part, self.parts)
+                rows, selected = rows[lo:hi], selected[lo:hi]
             micro = [self._batch(rows[i : i + self.micro], selected[i : i + self.micro], count)
                      for i in range(0, len(rows), self.micro)]  # fmt: skip
             yield micro[0] if len(micro) == 1 else micro

@@ -3,18 +3,15 @@ the teacher online — and why, for the run's summary."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from kdlab.cache.build import Log, cache_folder, cache_root, find_or_build
+from kdlab.cache.build import Log, cache_folder, cache_root, find_or_build, shared_build
 from kdlab.cache.key import cache_key, views_description
 from kdlab.cache.select import TeacherSource, from_cache, online
 from kdlab.cache.settings import CacheConfig
-from kdlab.cache.store import CachedOutputs
 from kdlab.core.errors import ConfigError
 from kdlab.methods.layers import feature_shapes
 from kdlab.tasks.image.sources import Sources
@@ -55,7 +52,7 @@ def teacher_source(
     folder = cache_folder(cache_root(settings.dir), teacher_name, key)
     teacher.tap(layers)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else None
-    cache, built = _shared_build(lambda: find_or_build(teacher, loader, folder, key, autocast=autocast, log=log))
+    cache, built = shared_build(lambda: find_or_build(teacher, loader, folder, key, autocast=autocast, log=log))
     described = {"kind": "cache", "folder": str(folder), "views": cache.views, "top_k": settings.top_k}
     return from_cache(cache.to(device)), {**described, "built": built, "mib": round(cache.nbytes / 2**20, 2)}
 
@@ -66,15 +63,6 @@ def check_settings(settings: CacheConfig, num_classes: int) -> None:
         raise ConfigError(
             f"cache.top_k={settings.top_k} but the data have {num_classes} classes; use 1..{num_classes} or null."
         )
-
-
-def _shared_build(build: Callable[[], tuple[CachedOutputs, bool]]) -> tuple[CachedOutputs, bool]:
-    """Under torchrun, rank 0 builds (or checks) the cache while the other ranks wait, then they open it."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return build()
-    result = build() if dist.get_rank() == 0 else None
-    dist.barrier()
-    return result if result is not None else (build()[0], False)
 
 
 def _refusal(

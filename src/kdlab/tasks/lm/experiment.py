@@ -24,6 +24,7 @@ from kdlab.reporting.tables import Column, comparison_table
 from kdlab.tasks.lm.evaluate import next_token_figures, sample_figures
 from kdlab.tasks.lm.models import LMModel, build_student, job_tokenizer, positions, takes_logits_to_keep, vocabulary
 from kdlab.tasks.lm.teacher_source import teacher_source
+from kdlab.training import distributed
 from kdlab.training.engine import BatchSource, Recipe, TeacherSource
 from kdlab.training.teachers import Teacher
 
@@ -190,6 +191,12 @@ class LMExperiment:
                               f"{type(student).__name__} has none (get_output_embeddings); leave chunk_size out.")
         longest = max(int(t.lengths.max()) for t in self.parts.values())
         new = getattr(params, "max_new_tokens", None)
+        generates = getattr(params, "mode", "supervised") != "supervised"
+        if self.config.fsdp and distributed.world_size() > 1 and generates and new is None:
+            raise ConfigError(
+                "With fsdp every process must run the same forward passes, so generation needs a fixed length: give "
+                "method.max_new_tokens=N (without it each process would sample its own batch's completion length)."
+            )
         if getattr(params, "mode", "supervised") != "supervised" and new:
             longest = max(longest, int(self.parts["train"].prompt_lengths.max()) + new)
         for role, model in (("student", student), ("teacher", self.teacher.members[0] if self.teacher else None)):

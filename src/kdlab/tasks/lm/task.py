@@ -24,6 +24,7 @@ from kdlab.reporting.tables import Column
 from kdlab.tasks.hf_rules import check_one_process_job
 from kdlab.tasks.lm.experiment import LMExperiment, LMOptions
 from kdlab.tasks.lm.models import TASK, LMModel, check_student_spec, load_teacher, location, quiet
+from kdlab.training import distributed
 
 COLUMNS = (
     Column("CE", "test", "nll", 1.0, 3),
@@ -63,10 +64,18 @@ class CausalLM:
         "teacher, ...}); CE, perplexity; next-token agreement, KL, top-5 overlap, ECE; teacher logp of samples"
     )
 
+    shards_models = True
+
     def check(self, config: Config, command: Command) -> None:
-        check_one_process_job(config, command, "language-model data")
+        check_one_process_job(config, command, "language-model data", torchrun=True)
         check_student_spec(config.student)
         options_of(config.data)
+        world = distributed.world_size()
+        if world > 1 and config.data.batch_size % world:
+            raise ConfigError(
+                f"data.batch_size={config.data.batch_size} is the global batch of the {world} processes; it must be a "
+                f"multiple of {world}, so that every process runs as many forward and backward passes as the others."
+            )
 
     def prepare(
         self, config: Config, command: Command, device: torch.device, provided: Provided | None
@@ -81,6 +90,8 @@ class CausalLM:
             if not config.teacher:
                 raise ConfigError("kdlab distill needs a teacher: teacher=hf:PATH or a language-model run folder.")
             teacher = load_teacher(str(config.teacher[0]))
+        if teacher is not None and config.teacher_dtype is not None:  # a narrower teacher: half the memory in bf16
+            teacher.model.to(getattr(torch, config.teacher_dtype))
         return LMExperiment.prepare(config, COLUMNS, splits, options_of(config.data), device, provided, teacher)
 
     def evaluate(

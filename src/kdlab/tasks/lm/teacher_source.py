@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.cache.build import cache_folder, cache_root
+from kdlab.cache.build import cache_folder, cache_root, shared_build
 from kdlab.cache.lm import TopKTeacher, find_or_build, lm_cache_key, target_offsets
 from kdlab.cache.select import TeacherSource
 from kdlab.cache.settings import CacheConfig
@@ -55,7 +55,7 @@ def teacher_source(
     folder = cache_folder(cache_root(settings.dir), teacher_name, key)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else None
     loader = LMLoader(tokens, batch_size, device=device, trim_logits=trim)
-    cache, built = find_or_build(teacher, loader, tokens, folder, key, autocast=autocast, log=log)
+    cache, built = shared_build(lambda: find_or_build(teacher, loader, tokens, folder, key, autocast=autocast, log=log))
     source = TopKTeacher(cache, target_offsets(tokens), device)
     targets = max(int(target_offsets(tokens)[-1]), 1)
     described = {
