@@ -29,8 +29,11 @@ import torch
 from torch import nn
 
 from kdlab.core.batch import Batch
+from kdlab.core.errors import ConfigError
 from kdlab.core.outputs import ModelOutput
+from kdlab.data.lm.alignment import gather_positions
 from kdlab.data.lm.loader import keep_logits
+from kdlab.losses.cross_tokenizer import hybrid, uld
 from kdlab.losses.tokens import (
     IGNORE_INDEX,
     divide_by_tokens,
@@ -50,18 +53,22 @@ from kdlab.methods.lm_rows import head_of, lm_kd_sums
 from kdlab.ops.sampling import sample_completions
 
 LM = ("causal_lm",)
-Divergence = Literal["forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl"]
+Divergence = Literal["forward_kl", "reverse_kl", "jsd", "tvd", "skew_kl", "uld", "hybrid"]
+CROSS = ("uld", "hybrid")  # the divergences between models with different tokenizers
 Mode = Literal["supervised", "sequence", "on_policy"]
 
 
 @dataclass
 class LMContext:
     """What the language-model task tells its methods: the end-of-sequence ids and padding id of the tokenizer,
-    and whether the training sequences have prompts to continue."""
+    whether the training sequences have prompts to continue, the tokenizer's length and — when the teacher reads
+    with another tokenizer — the tokens both vocabularies hold (:func:`kdlab.losses.shared_vocabulary`)."""
 
     eos_ids: tuple[int, ...] = ()
     pad_id: int = 0
     has_prompts: bool = False
+    vocab_size: int | None = None  # the tokenizer's length: logits of padded vocabularies are cut to it
+    shared: tuple[torch.Tensor, torch.Tensor] | None = None  # cross-tokenizer: (student ids, teacher ids) of S
 
 
 def lm_labels(student: ModelOutput, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -89,6 +96,8 @@ class LMKDParams:
     top_k: int = 0  # generation: sample among the k most likely tokens (0: all)
     eos_ids: list[int] | None = field(default=None)  # None: the tokenizer's end-of-sequence id
     chunk_size: int | None = None  # make the student's logits this many positions at a time (None: all at once)
+    hybrid_divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"  # hybrid's shared-token part
+    uld_weight: float = 1.0  # hybrid: the weight of ULD on the tokens only one vocabulary holds
     top_k_tail: Tail = "bucket"  # a top-k cached teacher's missing mass: bucket, renormalise or raw
 
     def __post_init__(self) -> None:
@@ -136,6 +145,21 @@ class LMKD(nn.Module):
         options = {"beta": params.beta} if params.divergence == "jsd" else {}
         options |= {"skew": params.skew} if params.divergence == "skew_kl" else {}
         self.options = options
+        self.vocab_size = lm.vocab_size
+        cross = lm.shared is not None
+        if cross != (params.divergence in CROSS):
+            raise ConfigError(
+                f"The teacher reads with another tokenizer than the student, so the two vocabularies differ: "
+                f"method.divergence={params.divergence} compares one vocabulary token by token. Use "
+                "method.divergence=uld (sorted probabilities) or hybrid (shared tokens by a divergence, the rest by "
+                "ULD)." if cross else
+                f"method.divergence={params.divergence} compares models with different tokenizers, but the teacher "
+                "reads with the student's: use forward_kl, reverse_kl, jsd, tvd or skew_kl."
+            )
+        require(not cross or (params.mode == "supervised" and params.chunk_size is None),
+                "Cross-tokenizer distillation trains on the data's sequences with the full logits: use "
+                "method.mode=supervised and no method.chunk_size.")  # fmt: skip
+        self.shared = lm.shared
         # the draws of generation: from the run's seed (the pipeline seeds the RNG before building) and the step
         self.seed = int(torch.randint(0, 2**62, (), generator=None)) if params.mode != "supervised" else 0
         self.steps = 0
@@ -149,17 +173,37 @@ class LMKD(nn.Module):
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch: Batch) -> dict[str, torch.Tensor]:
         assert teacher is not None
         p = self.params
+        if self.shared is not None:
+            return self._across(student, teacher, batch)
         targets, mask = next_token_targets(batch.y)
         heads = (head_of(self.models[0]), head_of(self.models[1].members[0]) if self.models[1] is not None else None)
         kd, ce = lm_kd_sums(
             student, teacher, targets, mask, divergence=DIVERGENCES[p.divergence], options=self.options,
             temperature=p.temperature, tau_squared=p.tau_squared, tail=p.top_k_tail, chunk_size=p.chunk_size,
-            heads=heads, with_ce=p.ce_weight > 0,
+            heads=heads, with_ce=p.ce_weight > 0, vocab=self.vocab_size,
         )  # fmt: skip
         count = batch.extras.num_tokens
         terms = {"kd": (1.0 - p.ce_weight) * divide_by_tokens(kd, count)}
         if p.ce_weight > 0:
             terms["ce"] = p.ce_weight * divide_by_tokens(ce, count)
+        return terms
+
+    def _across(self, student: ModelOutput, teacher: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        """Cross-tokenizer: ULD or hybrid at the aligned positions (:mod:`kdlab.data.lm.cross`), divided by the
+        window's aligned positions; the label term on the student's own next tokens."""
+        p, extras = self.params, batch.extras
+        assert self.shared is not None and extras.aligned is not None
+        student_at, teacher_at, mask = extras.aligned
+        s, t = gather_positions(student.logits, student_at), gather_positions(teacher.logits, teacher_at)
+        if p.divergence == "uld":
+            per = uld(s, t, mask, temperature=p.temperature, tau_squared=p.tau_squared)
+        else:
+            per = hybrid(s, t, mask, student_ids_of_shared=self.shared[0], teacher_ids_of_shared=self.shared[1],
+                         divergence=p.hybrid_divergence, beta=p.beta, temperature=p.temperature,
+                         tau_squared=p.tau_squared, uld_weight=p.uld_weight)  # fmt: skip
+        terms = {"kd": (1.0 - p.ce_weight) * divide_by_tokens(per.sum(), extras.num_aligned)}
+        if p.ce_weight > 0:
+            terms["ce"] = p.ce_weight * lm_labels(student, batch)
         return terms
 
     def _generator(self, device: torch.device) -> torch.Generator:

@@ -23,13 +23,16 @@ from kdlab.losses.top_k import raw_top_k_kl, top_k_bins
 Rows = Callable[[int, int], torch.Tensor]
 
 
-def _rows(output: ModelOutput, mask: torch.Tensor, head: nn.Module | None) -> tuple[Rows, int]:
+def _rows(output: ModelOutput, mask: torch.Tensor, head: nn.Module | None, vocab: int | None) -> tuple[Rows, int]:
     """Logits of rows ``[start, end)`` of a model's output at the ``mask`` positions, and how many rows there are:
-    from its hidden states through ``head`` when it gave them (the chunked form), else from its logits."""
+    from its hidden states through ``head`` when it gave them (the chunked form), else from its logits. A vocabulary
+    padded beyond the tokenizer's ``vocab`` tokens (e.g. 152,064 logits for 151,936 tokens, for speed) has its extra
+    logits cut — ids no text holds — never zero-padded on the other model's side."""
+    cut = slice(None, vocab)
     if output.hidden is not None and head is not None:
         hidden = prediction_logits(output.hidden)[mask]  # [R, d]: the states that predict a trained token
-        return (lambda start, end: head(hidden[start:end])), len(hidden)
-    logits = prediction_logits(output.logits)[mask]
+        return (lambda start, end: head(hidden[start:end])[..., cut]), len(hidden)
+    logits = prediction_logits(output.logits)[mask][..., cut]
     return (lambda start, end: logits[start:end]), len(logits)
 
 
@@ -53,17 +56,18 @@ def lm_kd_sums(
     chunk_size: int | None,
     heads: tuple[nn.Module | None, nn.Module | None],
     with_ce: bool,
+    vocab: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ divergence, Σ next-token cross-entropy) over the batch's trained positions (the CE sum is 0 unless
     ``with_ce``). ``targets``/``mask``: :func:`kdlab.losses.tokens.next_token_targets` of the batch's labels."""
-    student_rows, count = _rows(student, mask, heads[0])
+    student_rows, count = _rows(student, mask, heads[0], vocab)
     labels = targets[mask]
     sparse = "topk_ids" in teacher.structure
     if sparse:
         ids, tail_log_prob = teacher.structure["topk_ids"], teacher.structure["tail"]
         teacher_log_probs = teacher.logits
     else:
-        teacher_rows, _ = _rows(teacher, mask, heads[1])
+        teacher_rows, _ = _rows(teacher, mask, heads[1], vocab)
 
     def sums(start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = student_rows(start, end)

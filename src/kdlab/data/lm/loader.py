@@ -19,6 +19,7 @@ import torch
 
 from kdlab.core.batch import Batch
 from kdlab.core.errors import ConfigError
+from kdlab.data.lm.cross import CrossTokens
 from kdlab.data.lm.encode import LMTokens
 from kdlab.data.loader import part_bounds
 from kdlab.losses.tokens import IGNORE_INDEX
@@ -31,7 +32,9 @@ class LMExtras:
     ``num_tokens``: the next-token targets of the whole accumulation window (an int read from the host lengths, or
     a device tensor once generation has replaced completions); ``prompt_lengths`` ``[B]`` on the device and
     ``prompt_width`` (their maximum, a host int) for generation; ``lengths`` ``[B]`` on the host; ``targets`` the
-    next-token targets of this batch alone (a host int).
+    next-token targets of this batch alone (a host int). For a teacher with its own tokenizer (cross-tokenizer
+    distillation, :mod:`kdlab.data.lm.cross`): ``teacher_x``, the same texts in its tokens; ``aligned`` =
+    (student positions, teacher positions, mask) ``[B, M]``; ``num_aligned``, the window's aligned positions.
     """
 
     num_tokens: int | torch.Tensor
@@ -39,6 +42,9 @@ class LMExtras:
     prompt_width: int
     lengths: torch.Tensor
     targets: int = 0
+    teacher_x: dict[str, torch.Tensor] | None = None
+    aligned: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    num_aligned: int = 0
 
 
 def labels_of(input_ids: torch.Tensor, lengths: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
@@ -86,6 +92,7 @@ class LMLoader:
         seed: int = 0,
         trim_logits: bool = False,
         hidden_states: bool = False,
+        cross: CrossTokens | None = None,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("micro_batch_size", micro_batch_size or 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -102,6 +109,7 @@ class LMLoader:
         self.ids, self.mask = ids, mask.long().to(self.device)
         self.labels = labels_of(ids, self.lengths.to(self.device), self.prompts.to(self.device))
         self.prompt_lengths = self.prompts.to(self.device)
+        self.cross = None if cross is None else _CrossTables(cross, self.device)
 
     def __len__(self) -> int:
         if self.parts > 1:  # a last window too small to split evenly is dropped by every process
@@ -123,11 +131,16 @@ class LMLoader:
         out.part, out.parts = part, parts
         return out
 
-    def _batch(self, rows: torch.Tensor, selected: torch.Tensor, num_tokens: int) -> Batch[LMExtras]:
-        """One (micro-)batch of the sequences ``rows`` (host) / ``selected`` (device) of a window of ``num_tokens``."""
+    def _batch(
+        self, rows: torch.Tensor, selected: torch.Tensor, num_tokens: int, num_aligned: int = 0
+    ) -> Batch[LMExtras]:
+        """One (micro-)batch of the sequences ``rows`` (host) / ``selected`` (device) of a window of ``num_tokens``
+        trained tokens (and ``num_aligned`` aligned positions)."""
         width = int(self.lengths[rows].max())  # host values: no wait for the device
         extras = LMExtras(num_tokens, self.prompt_lengths[selected], int(self.prompts[rows].max()), self.lengths[rows],
                           int(self.targets[rows].sum()))  # fmt: skip
+        if self.cross is not None:
+            self.cross.fill(extras, rows, selected, num_aligned)
         x: dict[str, Any] = {"input_ids": self.ids[selected, :width], "attention_mask": self.mask[selected, :width]}
         y = self.labels[selected, :width]
         if self.trim_logits or self.hidden_states:
@@ -143,9 +156,28 @@ class LMLoader:
             part = slice(k * self.batch_size, (k + 1) * self.batch_size)
             rows, selected = order[part], on_device[part]
             count = int(self.targets[rows].sum())  # over the whole window, every process's piece included
+            aligned = int(self.cross.aligned[rows].sum()) if self.cross is not None else 0
             if self.parts > 1:
                 lo, hi = part_bounds(len(rows), self.part, self.parts)
                 rows, selected = rows[lo:hi], selected[lo:hi]
-            micro = [self._batch(rows[i : i + self.micro], selected[i : i + self.micro], count)
+            micro = [self._batch(rows[i : i + self.micro], selected[i : i + self.micro], count, aligned)
                      for i in range(0, len(rows), self.micro)]  # fmt: skip
             yield micro[0] if len(micro) == 1 else micro
+
+
+class _CrossTables:
+    """A split's teacher view (:class:`~kdlab.data.lm.cross.CrossTokens`) on the device, cut per batch."""
+
+    def __init__(self, cross: CrossTokens, device: torch.device) -> None:
+        self.lengths, self.aligned = cross.teacher.lengths.cpu(), cross.aligned.cpu()
+        ids = cross.teacher.input_ids
+        mask = torch.arange(ids.shape[1])[None, :] < self.lengths[:, None]
+        self.ids, self.mask = ids.to(device), mask.long().to(device)
+        self.student, self.teacher = cross.student_positions.to(device), cross.teacher_positions.to(device)
+        self.valid = (torch.arange(self.student.shape[1])[None, :] < self.aligned[:, None]).to(device)
+
+    def fill(self, extras: LMExtras, rows: torch.Tensor, selected: torch.Tensor, num_aligned: int) -> None:
+        width, m = max(int(self.lengths[rows].max()), 1), max(int(self.aligned[rows].max()), 1)
+        extras.teacher_x = {"input_ids": self.ids[selected, :width], "attention_mask": self.mask[selected, :width]}
+        extras.aligned = (self.student[selected, :m], self.teacher[selected, :m], self.valid[selected, :m])
+        extras.num_aligned = num_aligned

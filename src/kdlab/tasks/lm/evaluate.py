@@ -24,6 +24,8 @@ from torch import nn
 from kdlab.core.batch import Batch
 from kdlab.core.modes import eval_mode
 from kdlab.core.outputs import as_model_output
+from kdlab.data.lm.alignment import gather_positions
+from kdlab.losses.cross_tokenizer import uld
 from kdlab.losses.tokens import forward_kl, next_token_cross_entropy, next_token_targets, prediction_logits
 from kdlab.ops.sampling import sample_completions
 
@@ -58,7 +60,10 @@ class _Sums:
         self.correct += torch.bincount(bins, weights=(guess == targets).float(), minlength=BINS)
 
     def read(self, tokens: float) -> dict[str, float]:
+        spelled = self.values.pop("bytes", None)
         out = {k: float(v) / max(tokens, 1.0) for k, v in self.values.items()}
+        if spelled is not None and "nll" in self.values:
+            out["nll_per_byte"] = float(self.values["nll"]) / max(float(spelled), 1.0)
         gaps = (self.confidence - self.correct).abs().sum()
         out["ece"] = float(gaps) / max(tokens, 1.0)
         if "nll" in out:
@@ -68,10 +73,17 @@ class _Sums:
 
 @torch.no_grad()
 def next_token_figures(
-    student: nn.Module, teacher: nn.Module | None, batches: Iterable[Batch]
+    student: nn.Module,
+    teacher: nn.Module | None,
+    batches: Iterable[Batch],
+    *,
+    vocab: int | None = None,
+    token_bytes: torch.Tensor | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{"student": {...}, "teacher": {...}}`` over every trained next-token target of ``batches`` (``teacher``
-    only with a teacher; the student's entry then holds the fidelity figures too)."""
+    only with a teacher; the student's entry then holds the fidelity figures too). Logits beyond the tokenizer's
+    ``vocab`` tokens (a padded vocabulary) are cut. With ``token_bytes`` (``[V]``, the bytes each token spells)
+    each model also gets ``nll_per_byte``: its cross-entropy per byte of text, comparable across tokenizers."""
     sums: dict[str, _Sums] = {}
     tokens = torch.zeros((), dtype=torch.float64)
     models = {"student": student} if teacher is None else {"student": student, "teacher": teacher}
@@ -85,13 +97,15 @@ def next_token_figures(
             tokens = tokens.to(flat.device) + flat.sum()
             log_probs = {}
             for name, model in models.items():
-                z = prediction_logits(logits(model, batch.x))
+                z = prediction_logits(logits(model, batch.x))[..., :vocab]
                 lp = z.log_softmax(-1).reshape(-1, z.shape[-1])[flat]
                 log_probs[name] = lp
                 s = sums.setdefault(name, _Sums(flat.device))
                 s.add("nll", next_token_cross_entropy(z, targets, mask))
                 s.add("accuracy", (lp.argmax(-1) == t_flat).float())
                 s.calibration(lp, t_flat)
+                if token_bytes is not None:
+                    s.add("bytes", token_bytes.to(t_flat.device)[t_flat])
             if teacher is not None:
                 s, t = log_probs["student"], log_probs["teacher"]
                 fid = sums["student"]
@@ -146,3 +160,19 @@ def sample_figures(
         kept += float(mask.sum())
         left -= len(ids)
     return {f"sample_{k}_logp": v / max(kept, 1.0) for k, v in sums.items()} | {"sample_tokens": kept}
+
+
+@torch.no_grad()
+def aligned_distance(student: nn.Module, teacher: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
+    """Cross-tokenizer fidelity: the mean ULD distance (sorted probabilities, :func:`kdlab.losses.uld`) between the
+    student's and the teacher's next-token distributions at the aligned positions of ``batches`` (whose extras
+    carry the teacher's tokens and the alignment, :mod:`kdlab.data.lm.cross`)."""
+    total, count = 0.0, 0.0
+    with eval_mode(student), eval_mode(teacher):
+        for batch in batches:
+            student_at, teacher_at, mask = batch.extras.aligned
+            s = gather_positions(logits(student, batch.x), student_at)
+            t = gather_positions(logits(teacher, batch.extras.teacher_x), teacher_at)
+            total += float(uld(s, t, mask).sum())
+            count += float(mask.sum())
+    return {"uld": total / max(count, 1.0), "aligned_positions": count}

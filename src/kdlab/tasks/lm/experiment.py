@@ -4,7 +4,7 @@ causal-LM students, the next-token fidelity figures and the job's table."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ from torch import nn
 
 from kdlab.core.errors import ConfigError
 from kdlab.data.lm import LMData, LMLoader, LMSplits, LMTokens, encode_lm, eos_id
+from kdlab.data.lm.cross import CrossTokens, byte_widths, cross_view, take_cross
 from kdlab.data.text import same_tokenizer
+from kdlab.losses.cross_tokenizer import shared_vocabulary
 from kdlab.methods import MethodContext
 from kdlab.methods.lm import LMContext, lm_labels
 from kdlab.methods.lm_rows import head_of
@@ -21,7 +23,7 @@ from kdlab.models import hf
 from kdlab.pipeline.config import Config
 from kdlab.pipeline.task import Log, Member, Provided
 from kdlab.reporting.tables import Column, comparison_table
-from kdlab.tasks.lm.evaluate import next_token_figures, sample_figures
+from kdlab.tasks.lm.evaluate import aligned_distance, next_token_figures, sample_figures
 from kdlab.tasks.lm.models import LMModel, build_student, job_tokenizer, positions, takes_logits_to_keep, vocabulary
 from kdlab.tasks.lm.teacher_source import teacher_source
 from kdlab.training import distributed
@@ -73,6 +75,9 @@ class LMExperiment:
     teacher: Teacher | None = None
     teacher_name: str | None = None
     trim: bool = False  # the training batches ask for the completions' logits only (see LMLoader)
+    bytes: torch.Tensor | None = None  # the bytes each token spells (byte-level tokenizers): CE per byte
+    cross_parts: dict[str, CrossTokens] = field(default_factory=dict)  # the teacher's own tokens, when it has them
+    shared: tuple[torch.Tensor, torch.Tensor] | None = None  # cross-tokenizer: the tokens both vocabularies hold
 
     @classmethod
     def prepare(
@@ -90,14 +95,9 @@ class LMExperiment:
         tokenizer = job_tokenizer(config.student, teacher, provided.tokenizer if provided else None, splits.tokenizer)
         if teacher is not None and teacher.tokenizer is None:
             teacher.tokenizer = tokenizer
-        if teacher is not None and teacher.tokenizer is not tokenizer and not same_tokenizer(teacher.tokenizer,
-                                                                                              tokenizer):  # fmt: skip
-            raise ConfigError(
-                f"The teacher ({teacher.name}) reads with another tokenizer than the student: token-level "
-                "distillation compares the two models' distributions over one vocabulary, token by token, so both "
-                "must read with the same tokenizer (cross-tokenizer distillation is not supported yet). Give the "
-                "student the teacher's tokenizer (the default when it is built with config: teacher)."
-            )
+        # a teacher with another tokenizer reads the same texts in its own tokens (cross-tokenizer distillation)
+        cross = teacher is not None and teacher.tokenizer is not tokenizer
+        cross = cross and not same_tokenizer(teacher.tokenizer, tokenizer)
         limit = positions(teacher.model) if teacher is not None else None
         max_length = options.max_length or min(limit or DEFAULT_LENGTH, DEFAULT_LENGTH)
         if limit is not None and max_length > limit:
@@ -105,10 +105,11 @@ class LMExperiment:
                 f"data.max_length={max_length} is longer than the teacher's {limit} positions; use "
                 f"data.max_length ≤ {limit}."
             )
-        if teacher is not None and vocabulary(teacher.model) < len(tokenizer):
+        if teacher is not None and vocabulary(teacher.model) < len(teacher.tokenizer if cross else tokenizer):
             raise ConfigError(
-                f"The teacher's vocabulary has {vocabulary(teacher.model)} entries but the tokenizer has "
-                f"{len(tokenizer)} tokens; give the teacher the tokenizer it was trained with."
+                f"The teacher's vocabulary has {vocabulary(teacher.model)} entries but its tokenizer has "
+                f"{len(teacher.tokenizer if cross else tokenizer)} tokens; give the teacher the tokenizer it was "
+                "trained with."
             )
         parts = {}
         for index, split in enumerate(SPLITS):
@@ -130,6 +131,12 @@ class LMExperiment:
                 "data.max_length. Give text, or a longer data.max_length / shorter data.prompt_length."
             )
         experiment = cls(config, columns, splits, options, tokenizer, parts, device, teacher, given)
+        experiment.bytes = byte_widths(tokenizer)
+        if cross:
+            assert teacher is not None
+            experiment.cross_parts = {split: cross_view(tokens, tokenizer, teacher.tokenizer, limit or max_length)
+                                      for split, tokens in parts.items()}  # fmt: skip
+            experiment.shared = shared_vocabulary(tokenizer, teacher.tokenizer)
         if teacher is not None:
             experiment.teacher = Teacher(teacher.model).to(device)
             experiment.teacher_name = teacher.name
@@ -146,9 +153,12 @@ class LMExperiment:
         data = self.config.data
         return LMLoader(self.parts[split], data.batch_size if shuffle else data.eval_batch_size,
                         micro_batch_size=self.options.micro_batch_size if shuffle else None, device=self.device,
-                        shuffle=shuffle, seed=seed, trim_logits=trim, hidden_states=hidden)  # fmt: skip
+                        shuffle=shuffle, seed=seed, trim_logits=trim, hidden_states=hidden,
+                        cross=self.cross_parts.get(split))  # fmt: skip
 
     def _trim(self, student: nn.Module) -> bool:
+        if self.cross_parts:  # the aligned positions index the student's whole sequence of logits
+            return False
         return takes_logits_to_keep(student, self.teacher.members[0] if self.teacher is not None else None)
 
     def build_student(self, member: Member) -> nn.Module:
@@ -165,7 +175,10 @@ class LMExperiment:
         return MethodContext(
             student, self.teacher, vocabulary(student), num_train=len(self.parts["train"]), epochs=epochs,
             label_loss=lm_labels, label_smoothing=False,
-            extras=LMContext(eos_ids=self.eos_ids, pad_id=pad if isinstance(pad, int) else 0, has_prompts=prompts),
+            extras=LMContext(eos_ids=self.eos_ids, pad_id=pad if isinstance(pad, int) else 0, has_prompts=prompts,
+                             vocab_size=len(self.tokenizer),
+                             shared=None if self.shared is None else (self.shared[0].to(self.device),
+                                                                      self.shared[1].to(self.device))),
         )  # fmt: skip
 
     def check(self, member: Member, student: nn.Module, method: nn.Module) -> None:
@@ -175,12 +188,9 @@ class LMExperiment:
         if size < len(self.tokenizer):
             raise ConfigError(f"The student's vocabulary has {size} entries but the tokenizer has "
                               f"{len(self.tokenizer)} tokens; build it with the job's tokenizer.")  # fmt: skip
-        if self.teacher is not None and method.needs_teacher and vocabulary(self.teacher.members[0]) != size:
-            raise ConfigError(
-                f"The teacher's vocabulary has {vocabulary(self.teacher.members[0])} entries and the student's "
-                f"{size}: token-level distillation needs one vocabulary (cross-tokenizer distillation is not "
-                "supported yet). Build the student with the teacher's tokenizer (config: teacher)."
-            )
+        if self.cross_parts and self.config.cache.top_k is not None:
+            raise ConfigError("cache.top_k caches the teacher's next tokens in the student's vocabulary; a teacher "
+                              "with another tokenizer runs online. Remove cache.top_k.")  # fmt: skip
         top_k, teacher_size = self.config.cache.top_k, vocabulary(self.teacher.members[0]) if self.teacher else 0
         if top_k is not None and self.teacher is not None and top_k > teacher_size:
             raise ConfigError(f"cache.top_k={top_k} but the teacher's vocabulary has {teacher_size} tokens; use "
@@ -219,6 +229,9 @@ class LMExperiment:
     ) -> tuple[TeacherSource | None, dict[str, Any] | None]:
         if not method.needs_teacher or self.teacher is None:
             return None, None
+        if self.cross_parts:
+            teacher = self.teacher
+            return (lambda batch: teacher(batch.extras.teacher_x)), {"kind": "online", "reason": "cross-tokenizer"}
         return teacher_source(
             method, self.teacher, self.teacher_name or "teacher", self.parts["train"], self.config.cache,
             enabled=self.config.teacher_cache and self.teacher_name is not None, precision=recipe.precision,
@@ -227,14 +240,24 @@ class LMExperiment:
         )  # fmt: skip
 
     def split_figures(self, student: nn.Module, split: str) -> dict[str, dict[str, float]]:
+        """Next-token figures of the student (and the teacher) on a split; the "train" split's first sequences."""
         teacher = self.teacher.members[0] if self.teacher is not None else None
-        trim = self._trim(student)
-        if split == "train" and len(self.parts["train"]) > TRAIN_EVAL:
-            part = take(self.parts["train"], torch.arange(TRAIN_EVAL))
-            loader = LMLoader(part, self.config.data.eval_batch_size, device=self.device, trim_logits=trim)
-        else:
-            loader = self.loader(split, trim=trim)
-        return next_token_figures(student, teacher, loader.epoch(0))
+        part, cross = self.parts[split], self.cross_parts.get(split)
+        if split == "train" and len(part) > TRAIN_EVAL:
+            rows = torch.arange(TRAIN_EVAL)
+            part, cross = take(part, rows), None if cross is None else take_cross(cross, rows)
+        size = self.config.data.eval_batch_size
+        loader = LMLoader(part, size, device=self.device, trim_logits=self._trim(student), cross=cross)
+        vocab = len(self.tokenizer)
+        if cross is None or teacher is None:
+            return next_token_figures(student, teacher, loader.epoch(0), vocab=vocab, token_bytes=self.bytes)
+        # another tokenizer: each model on its own tokens of the same texts (CE per byte compares them), and ULD
+        own = next_token_figures(student, None, loader.epoch(0), vocab=vocab, token_bytes=self.bytes)["student"]
+        assert self.teacher_model is not None
+        theirs = next_token_figures(teacher, None, LMLoader(cross.teacher, size, device=self.device).epoch(0),
+                                    vocab=len(self.teacher_model.tokenizer),
+                                    token_bytes=byte_widths(self.teacher_model.tokenizer))["student"]  # fmt: skip
+        return {"student": own | aligned_distance(student, teacher, loader.epoch(0)), "teacher": theirs}
 
     def validate(self, member: Member, student: nn.Module) -> Callable[[], dict[str, float]] | None:
         return (lambda: self.split_figures(student, "val")["student"]) if "val" in self.parts else None
@@ -248,6 +271,7 @@ class LMExperiment:
             out["test"] = both["student"]
             if self.teacher is not None:
                 teacher_out["test"] = both["teacher"]
+            if self.teacher is not None and not self.cross_parts:  # the teacher scores samples in its vocabulary
                 teacher = self.teacher.members[0]
                 limits = [n for n in (positions(student), positions(teacher)) if n is not None]
                 out["test"] |= sample_figures(student, teacher, self.loader("test").epoch(0), eos_ids=self.eos_ids,
@@ -272,6 +296,8 @@ class LMExperiment:
             "micro_batch_size": self.options.micro_batch_size,
             "vocab_size": len(self.tokenizer),
             "truncated": {split: part.truncated for split, part in self.parts.items()},
+            "tokenizers": "cross" if self.cross_parts else "shared",
+            "shared_tokens": None if self.shared is None else len(self.shared[0]),
             "dropped": {split: part.dropped for split, part in self.parts.items()},
         }
 

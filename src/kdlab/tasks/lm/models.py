@@ -68,11 +68,17 @@ def check_student_spec(spec: ModelSpec) -> None:
 
 
 def job_tokenizer(spec: ModelSpec, teacher: LMModel | None, given: Any, data_tokenizer: Any) -> Any:
-    """The tokenizer of the job: the API's; the student spec's ``tokenizer``; a student folder's own; the
-    teacher's; or the data set's (``stdlib`` brings a byte-level BPE)."""
+    """The tokenizer of the job: the API's; the student spec's ``tokenizer`` (``hf:PATH``, a run folder, or ``data``:
+    the data set's); a student folder's own; the teacher's; or the data set's (``stdlib`` brings a byte-level BPE).
+    A teacher that reads with another tokenizer makes the job a cross-tokenizer one."""
     if given is not None:
         return given
     option = spec.options.get("tokenizer")
+    if option == "data":
+        if data_tokenizer is None:
+            raise ConfigError("student tokenizer: data names the data set's tokenizer, but this data set brings none "
+                              "(stdlib does); give tokenizer: hf:PATH.")  # fmt: skip
+        return data_tokenizer
     if option:
         return hf.load_tokenizer(location(str(option), "student tokenizer"), "student tokenizer")
     if spec.name.startswith(hf.HF) or (spec.name != FROM_CONFIG and not spec.name.startswith(OBJECT)):
