@@ -134,3 +134,11 @@ def test_list_and_layers(capsys):
 def test_layer_mistakes_name_the_layer_and_what_the_method_needs(capsys, synthetic_teacher, tmp_path, options, needles):
     code, _, err = run(capsys, "distill", f"teacher={synthetic_teacher}", *SMALL, f"runs_dir={tmp_path}", *options)
     assert_one_paragraph(code, err, *needles)
+
+
+def test_cache_estimate_prints_bytes_per_token_and_a_corpus_size(capsys):
+    assert main(["cache", "estimate", "--top-k", "128", "--tokens", "1000000", "--vocab", "32000"]) == 0
+    out = capsys.readouterr().out
+    assert "772 bytes a trained token" in out and "736.24 MiB" in out and "165.8×" in out  # 772e6 / 2**20
+    assert main(["cache", "estimate", "--top-k", "0"]) == 2
+    assert "--top-k must be ≥ 1" in capsys.readouterr().err

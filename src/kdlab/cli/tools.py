@@ -222,8 +222,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     lm_pairs = [p for p in map(find_lm_pair, args.pairs) if p is not None]
     if lm_pairs:
         return _bench_lm(args, lm_pairs)
-    if args.rounds is not None:
-        raise ConfigError("--rounds applies to the language-model pair (kdlab bench lm) only.")
+    for flag, value in (("--rounds", args.rounds), ("--top-k", args.top_k), ("--chunk-size", args.chunk_size)):
+        if value is not None:
+            raise ConfigError(f"{flag} applies to the language-model pair (kdlab bench lm) only.")
     pairs = [bench.get_pair(name) for name in args.pairs]
     given = {"modes": args.modes and tuple(args.modes), "peak_tflops": args.peak_tflops, "steps": args.steps,
              "warmup": args.warmup}  # fmt: skip
@@ -259,7 +260,7 @@ def _bench_lm(args: argparse.Namespace, pairs: list[LMPair]) -> int:
     if args.epochs is not None:
         raise ConfigError("--epochs does not apply to the language-model pair, which times steps (--steps).")
     given = {"modes": args.modes and tuple(args.modes), "steps": args.steps, "warmup": args.warmup,
-             "rounds": args.rounds}  # fmt: skip
+             "rounds": args.rounds, "top_k": args.top_k, "chunk_size": args.chunk_size}  # fmt: skip
     settings = lm_bench.LMSettings(
         device=resolve_device(args.device),
         batch_size=args.batch,
