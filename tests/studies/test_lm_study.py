@@ -18,13 +18,18 @@ from kdlab.studies.runner import Stat
 def test_smoke_study_runs_every_condition_and_reports(tmp_path):
     assert main(["study", "lm", "smoke", "--out", str(tmp_path / "study"), "--quiet"]) == 0
     results = json.loads((tmp_path / "study" / "results.json").read_text())
-    modes = [(c["method"]["name"], c["method"].get("mode", "supervised")) for c in results["conditions"]]
+    modes = [(c["method"]["name"], c["method"].get("mode", "supervised")) for c in results["conditions"]["methods"]]
     assert modes == [("ce", "supervised"), *[("lm_kd", "supervised")] * 3, ("lm_kd", "sequence"),
                      ("lm_kd", "on_policy")]  # fmt: skip
     report = (tmp_path / "study" / "report.md").read_text()
     assert "**Gap**: the teacher's test CE is" in report and "On-policy GKD" in report
-    for condition in results["conditions"]:
+    for condition in results["conditions"]["methods"]:
         assert 0 <= condition["agreement"]["values"][0] <= 1 and condition["tokens_s"]["values"][0] > 0
+    assert [c["label"] for c in results["conditions"]["top_k"]] == ["full vocabulary (online)",
+                                                                      "top-8 cache (bucket tail)"]  # fmt: skip
+    assert len(results["conditions"]["cross"]) == 5
+    assert "## Top-k teacher caches" in report and "cache keeps the full-vocabulary loss" in report
+    assert "ULD from a teacher with another tokenizer beats the student alone" in report
 
 
 def _row(label, nll, agreement=(0.3, 0.3), samples=(-5.0, -5.0)):
@@ -42,6 +47,7 @@ def test_verdicts_follow_the_numbers():
     assert "beats supervised forward-KL KD on test CE**: did not hold (not conclusive" in text
     assert "the teacher finds likelier (the train–inference mismatch GKD addresses)**: held" in text
     assert "GKD beats the same divergence on the data's continuations (test CE)**: did not hold (not conclusive" in text
+
     assert "Sequence-level KD (the teacher's samples) beats supervised KD on test CE**: did not hold" in text
     assert "reverse KL gives samples the teacher rates higher than forward KL's**: held" in text
     assert "lowest test CE: forward KL" in text

@@ -37,6 +37,8 @@ class LMScale:
     student_epochs: int = 3
     student_batch: int = 16
     test_size: int = 256
+    top_k: tuple[int, ...] = (8, 32, 128)  # cached forward KL at these k, against the full-vocabulary loss
+    other_vocab_size: int = 512  # the student tokenizer of the cross-tokenizer pair (the teacher keeps vocab_size)
 
 
 PRESETS = {
@@ -44,7 +46,7 @@ PRESETS = {
     "smoke": LMScale(
         seeds=(0,), vocab_size=512, max_length=32, prompt_length=16, teacher_train=96, teacher_layers=2,
         teacher_width=32, teacher_epochs=1, student_layers=1, student_width=16, student_train=32, student_epochs=1,
-        student_batch=8, test_size=16,
+        student_batch=8, test_size=16, top_k=(8,), other_vocab_size=300,
     ),
 }  # fmt: skip
 
@@ -62,6 +64,17 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("on-policy GKD (λ = 0.5, JSD(0.5))",
      {"name": "lm_kd", "mode": "on_policy", "lmbda": 0.5, "divergence": "jsd", "beta": 0.5}),
 ]  # fmt: skip
+
+
+# the cross-tokenizer experiment: no prompts (every token trained and measured, so that CE per byte covers the same
+# texts whatever the tokenizer), the student on the teacher's tokenizer or on a smaller BPE of the same corpus
+CROSS: list[tuple[str, bool, dict[str, Any]]] = [  # (label, the student reads the other tokenizer, method)
+    ("same tokenizer: CE only", False, {"name": "ce"}),
+    ("same tokenizer: forward KL", False, {"name": "lm_kd", "divergence": "forward_kl"}),
+    ("other tokenizer: CE only", True, {"name": "ce"}),
+    ("other tokenizer: ULD", True, {"name": "lm_kd", "divergence": "uld"}),
+    ("other tokenizer: hybrid (forward KL on shared tokens + ULD)", True, {"name": "lm_kd", "divergence": "hybrid"}),
+]
 
 
 def slug(label: str) -> str:
@@ -101,13 +114,24 @@ def run_study(preset: str, folder: Path, progress: bool = True, overrides: list[
         "epochs": scale.teacher_epochs, "optim": TEACHER_OPTIM,
     }, [0])  # fmt: skip
     student = gpt2(scale.student_layers, scale.student_width, scale.max_length)
-    rows = []
-    for label, method in METHODS:
-        settings = {"data": data(scale, scale.student_train, prompts=True), "student": student,
-                    "epochs": scale.student_epochs, "seeds": list(scale.seeds), "method": method,
-                    "optim": STUDENT_OPTIM}  # fmt: skip
-        # every condition is a distill job, so that the student alone (ce) is judged against the same teacher
-        runs = ctx.distill("lm", slug(label), {**settings, "teacher": str(teacher)})["main"]
-        rows.append({"label": label, "method": method, "runs": runs})
-    write(folder, preset, asdict(scale), rows, sum(ctx.used.values()), len(ctx.used))
+    common = {"student": student, "epochs": scale.student_epochs, "seeds": list(scale.seeds), "optim": STUDENT_OPTIM,
+              "teacher": str(teacher)}  # fmt: skip
+    # every condition is a distill job, so that the student alone (ce) is judged against the same teacher
+    prompted = {**common, "data": data(scale, scale.student_train, prompts=True)}
+    rows = [{"label": label, "method": method, "runs": ctx.distill("lm", slug(label), {**prompted, "method": method})[
+        "main"]} for label, method in METHODS]  # fmt: skip
+    top_k = [{"label": "full vocabulary (online)", "k": None, "runs": rows[1]["runs"]}]
+    for k in scale.top_k:
+        settings = {**prompted, "method": METHODS[1][1], "cache": {"top_k": k}}
+        top_k.append({"label": f"top-{k} cache (bucket tail)", "k": k,
+                      "runs": ctx.distill("top_k", f"k{k}", settings)["main"]})  # fmt: skip
+    cross = []
+    for label, other, method in CROSS:
+        settings = {**common, "method": method, "data": data(scale, scale.student_train, prompts=False)}
+        if other:  # the student on a smaller BPE of the same corpus: the teacher reads with its own
+            settings["data"]["vocab_size"] = scale.other_vocab_size
+            settings["student"] = {**student, "tokenizer": "data"}
+        cross.append({"label": label, "method": method, "runs": ctx.distill("cross", slug(label), settings)["main"]})
+    parts = {"methods": rows, "top_k": top_k, "cross": cross}
+    write(folder, preset, asdict(scale), parts, sum(ctx.used.values()), len(ctx.used))
     return folder

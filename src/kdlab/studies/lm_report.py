@@ -9,6 +9,7 @@ from typing import Any
 
 from kdlab.core.files import write_atomic, write_json
 from kdlab.reporting.table import format_table
+from kdlab.studies.lm_scale_report import cross_section, top_k_section
 from kdlab.studies.runner import Stat
 from kdlab.studies.verdicts import word
 
@@ -90,9 +91,12 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def write(
-    folder: Path, preset: str, scale: dict[str, Any], rows: list[dict[str, Any]], run_seconds: float, runs: int
+    folder: Path, preset: str, scale: dict[str, Any], parts: dict[str, list[dict[str, Any]]], run_seconds: float,
+    runs: int,
 ) -> None:
-    """report.md and results.json in ``folder``."""
+    """report.md and results.json in ``folder``: the divergences and data modes (``parts["methods"]``), the top-k
+    caches (``"top_k"``) and the cross-tokenizer pair (``"cross"``)."""
+    rows = parts["methods"]
     for row in rows:
         row["stats"] = stats(row["runs"])
     first = rows[0]["runs"][0]
@@ -125,8 +129,27 @@ def write(
         "```",
         "",
         *[f"- {v}" for v in verdicts(rows)],
+        "",
+        "## Top-k teacher caches",
+        "",
+        "Forward KL with the teacher's top-k next-token log-probabilities cached once (float16 values, int32 ids, the "
+        "rest of the mass as one tail bin), against the full-vocabulary teacher online; same student, steps and "
+        "seeds as above.",
+        "",
+        *top_k_section(parts.get("top_k", [])),
+        "",
+        "## A teacher with another tokenizer",
+        "",
+        f"The teacher (its {scale['vocab_size']:,}-token BPE) distils a student that reads a "
+        f"{scale['other_vocab_size']}-token BPE of the same corpus: ULD and the hybrid loss at byte-aligned "
+        "positions, against the same student architecture on the teacher's tokenizer. No prompts here (every token "
+        "trained and measured), so that CE per byte of the test texts compares students whose tokens differ.",
+        "",
+        *cross_section(parts.get("cross", [])),
     ]
     write_atomic(folder / "report.md", ("\n".join(lines) + "\n").encode())
-    numbers = [{"label": r["label"], "method": r["method"], **{k: vars(v) for k, v in r["stats"].items()}}
-               for r in rows]  # fmt: skip
+    numbers = {name: [{"label": r["label"], "method": r.get("method"), "k": r.get("k"),
+                       "runs": [r_["run_folder"] for r_ in r["runs"] if "run_folder" in r_],
+                       **({k: vars(v) for k, v in r["stats"].items()} if "stats" in r else {})} for r in part]
+               for name, part in parts.items()}  # fmt: skip
     write_json(folder / "results.json", {"preset": preset, "scale": scale, "teacher": teacher, "conditions": numbers})
