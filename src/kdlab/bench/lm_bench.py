@@ -1,6 +1,7 @@
 """``kdlab bench lm``: kdlab's causal-LM distillation step against the plain-PyTorch floor and TRL's GKD trainer, on
 one teacher → student pair, the same sequences and batch (:mod:`kdlab.bench.lm_pair`), each mode in a process of
-its own so that its peak memory is its own.
+its own so that its peak memory is its own; and kdlab's step with the top-k teacher cache (its build in a process of
+its own before the rounds: build time, MiB, bytes per token) and with the chunked losses.
 
 Per mode: the median wall time of ``steps`` timed steps after ``warmup`` untimed ones (each step fenced by a device
 wait), tokens/s (batch × sequence length ÷ that median), kdlab's phase split (a second pass of ``steps`` steps, each
@@ -25,8 +26,17 @@ from typing import Any
 
 import torch
 
-from kdlab.bench.lm_modes import ModeSettings, peak_memory, resident_bytes, run_mode
-from kdlab.bench.lm_pair import LM_MODE_LABELS, LM_MODES, TRL_MISSING, LMPair, LMWorkload, load_lm_workload
+from kdlab.bench.lm_modes import ModeSettings, build_cache, peak_memory, resident_bytes, run_mode
+from kdlab.bench.lm_pair import (
+    CHUNK_SIZE,
+    LM_MODE_LABELS,
+    LM_MODES,
+    TOP_K,
+    TRL_MISSING,
+    LMPair,
+    LMWorkload,
+    load_lm_workload,
+)
 from kdlab.bench.machine import describe_machine, machine_line
 from kdlab.core.errors import ConfigError, KdlabError
 from kdlab.reporting.table import format_table
@@ -43,15 +53,17 @@ SPLIT_COLUMNS = {"generate": "gen", "student_forward": "s fwd", "teacher_forward
 @dataclass(frozen=True)
 class LMSettings:
     """How to measure: device, batch (None: the pair's), ``warmup`` untimed and ``steps`` timed steps per mode
-    (the TRL-defaults row: 1 and at most ``defaults_steps``), the modes, kdlab's precision and compilation;
+    (None: the pair's; the TRL-defaults row: 1 and at most ``defaults_steps``), the modes (each pair runs those of
+    its own that are named), kdlab's precision and compilation, ``top_k`` (``kdlab_cached``) and ``chunk_size``
+    (``kdlab_chunked``);
     ``isolate``: each mode in its own process (False: in this one — tests; the memory figure is then the whole
     session's); ``rounds``: run every mode that many times, the modes interleaved, and pool the timed steps (on a
     small VM one process runs ±15 % faster or slower than the next)."""
 
     device: torch.device = CPU
     batch_size: int | None = None
-    warmup: int = 3
-    steps: int = 10
+    warmup: int | None = None
+    steps: int | None = None
     defaults_steps: int = DEFAULTS_STEPS
     modes: tuple[str, ...] = LM_MODES
     precision: str = "auto"
@@ -59,13 +71,17 @@ class LMSettings:
     seed: int = 0
     isolate: bool = True
     rounds: int = 1
+    top_k: int = TOP_K
+    chunk_size: int = CHUNK_SIZE
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first impossible setting."""
-        for name, value in {"--batch": self.batch_size, "--steps": self.steps, "--rounds": self.rounds}.items():
+        positive = {"--batch": self.batch_size, "--steps": self.steps, "--rounds": self.rounds, "--top-k": self.top_k,
+                    "--chunk-size": self.chunk_size}  # fmt: skip
+        for name, value in positive.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive; got {value}.")
-        if self.warmup < 0:
+        if self.warmup is not None and self.warmup < 0:
             raise ConfigError(f"--warmup must be 0 or more; got {self.warmup}.")
         unknown = [m for m in self.modes if m not in LM_MODES]
         if unknown or not self.modes:
@@ -73,11 +89,16 @@ class LMSettings:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
 
-    def for_mode(self, pair: LMPair, mode: str) -> ModeSettings:
-        batch = self.batch_size or pair.batch_size
+    def counts(self, pair: LMPair) -> tuple[int, int]:
+        """The warm-up and timed steps per mode on ``pair``: the given ones, else the pair's."""
+        return (pair.warmup if self.warmup is None else self.warmup, pair.steps if self.steps is None else self.steps)
+
+    def for_mode(self, pair: LMPair, mode: str, cache_dir: Path | None = None) -> ModeSettings:
+        batch, (warmup, steps) = self.batch_size or pair.batch_size, self.counts(pair)
         if mode == "trl_on_policy_defaults":
-            return ModeSettings(self.device, batch, min(self.warmup, 1), min(self.steps, self.defaults_steps))
-        return ModeSettings(self.device, batch, self.warmup, self.steps, self.precision, self.compile)
+            return ModeSettings(self.device, batch, min(warmup, 1), min(steps, self.defaults_steps))
+        return ModeSettings(self.device, batch, warmup, steps, self.precision, self.compile, self.top_k,
+                            self.chunk_size, cache_dir)  # fmt: skip
 
 
 def trl_installed() -> bool:
@@ -85,13 +106,17 @@ def trl_installed() -> bool:
     return importlib.util.find_spec("trl") is not None
 
 
-def _spawn(mode: str, folder: Path, settings: ModeSettings) -> dict[str, Any]:
-    """Run ``mode`` in a fresh Python process on the workload saved in ``folder``; its figures."""
-    out = folder / f"{mode}.json"
+def _spawn(mode: str, folder: Path, settings: ModeSettings, build: bool = False) -> dict[str, Any]:
+    """Run ``mode`` in a fresh Python process on the workload saved in ``folder`` (``build``: only build its
+    cache); its figures."""
+    out = folder / f"{mode}{'-build' if build else ''}.json"
+    cache = ["--cache-dir", str(settings.cache_dir)] if settings.cache_dir is not None else []
     command = [
         sys.executable, "-m", "kdlab.bench.lm_modes", mode, "--work", str(folder / "work"), "--out", str(out),
         "--device", str(settings.device), "--batch", str(settings.batch_size), "--warmup", str(settings.warmup),
         "--steps", str(settings.steps), "--precision", settings.precision, *(["--compile"] if settings.compile else []),
+        "--top-k", str(settings.top_k), "--chunk-size", str(settings.chunk_size), *cache,
+        *(["--build-cache"] if build else []),
     ]  # fmt: skip
     env = dict(os.environ)
     if settings.device.type == "cpu":
@@ -99,13 +124,14 @@ def _spawn(mode: str, folder: Path, settings: ModeSettings) -> dict[str, Any]:
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0 or not out.is_file():
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise KdlabError(f"kdlab bench lm: mode {mode} failed (exit {done.returncode}):\n{tail}")
+        what = f"{mode}'s cache build" if build else f"mode {mode}"
+        raise KdlabError(f"kdlab bench lm: {what} failed (exit {done.returncode}):\n{tail}")
     return json.loads(out.read_text())
 
 
-def _in_process(work: LMWorkload, mode: str, settings: ModeSettings) -> dict[str, Any]:
+def _in_process(work: LMWorkload, mode: str, settings: ModeSettings, build: bool = False) -> dict[str, Any]:
     baseline = resident_bytes()
-    figures = run_mode(work, mode, settings)
+    figures = {"cache": build_cache(work, settings)} if build else run_mode(work, mode, settings)
     return figures | {"memory": peak_memory(settings.device, baseline), "threads": torch.get_num_threads()}
 
 
@@ -141,6 +167,7 @@ def _figures(mode: str, raw: dict[str, Any], settings: ModeSettings, tokens_per_
         "memory": raw.get("memory"),
         "threads": raw.get("threads"),
         "checks": raw.get("checks"),
+        "teacher": raw.get("teacher"),
     }
 
 
@@ -163,21 +190,34 @@ def _parameters(model: torch.nn.Module) -> int:
 def bench_lm(
     pair: LMPair, settings: LMSettings, log: Callable[[str], None] = lambda _: None, work: LMWorkload | None = None
 ) -> dict[str, Any]:
-    """Measure ``settings.modes`` on ``pair``; ``work`` replaces the pair's sequences and models (tests)."""
-    batch = settings.batch_size or pair.batch_size
+    """Measure those of ``settings.modes`` that ``pair`` has; ``work`` replaces the pair's sequences and models
+    (tests). ``kdlab_cached``'s cache is built first, in its own process (and timed), into a scratch folder that
+    every round of that mode then reads."""
+    chosen = [m for m in LM_MODES if m in settings.modes and m in pair.modes]
+    if not chosen:
+        raise ConfigError(f"The LM pair {pair.name} has none of the modes {list(settings.modes)}; its modes: "
+                          f"{', '.join(pair.modes)}.")  # fmt: skip
+    batch, (warmup, steps) = settings.batch_size or pair.batch_size, settings.counts(pair)
     if work is None:  # the kdlab modes take warm-up + 2 × steps batches (the timed pass and the split pass)
-        log(f"{pair.name}: the stdlib corpus, its {pair.vocab_size}-token BPE and the sequences")
-        work = load_lm_workload(pair, batch * (settings.warmup + 2 * settings.steps), settings.seed)
+        what = "random token ids" if pair.random_ids else f"the stdlib corpus, its {pair.vocab_size}-token BPE"
+        log(f"{pair.name}: {what} and the sequences")
+        work = load_lm_workload(pair, batch * (warmup + 2 * steps), settings.seed)
     tokens_per_step = batch * work.input_ids.shape[1]
-    chosen = [m for m in LM_MODES if m in settings.modes]
     raws: dict[str, list[dict[str, Any]]] = {mode: [] for mode in chosen}
+    cache: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="kdlab-bench-lm-") as scratch:
         folder = Path(scratch)
         if settings.isolate:
             work.save(folder / "work")
+        if "kdlab_cached" in chosen:
+            ms = settings.for_mode(pair, "kdlab_cached", folder / "cache")
+            log(f"{pair.name}: the top-{settings.top_k} teacher cache of kdlab_cached")
+            built = _spawn("kdlab_cached", folder, ms, build=True) if settings.isolate else _in_process(
+                work, "kdlab_cached", ms, build=True)  # fmt: skip
+            cache = built["cache"] | {"memory": built["memory"]}
         for round_ in range(settings.rounds):  # the modes interleaved: a slow spell of the machine hits them all
             for mode in chosen:
-                ms = settings.for_mode(pair, mode)
+                ms = settings.for_mode(pair, mode, folder / "cache")
                 log(f"{pair.name}: {LM_MODE_LABELS[mode]}" + (f" (round {round_ + 1})" if settings.rounds > 1 else ""))
                 if mode.startswith("trl_") and settings.isolate and not trl_installed():
                     raws[mode].append({"skipped": TRL_MISSING})
@@ -192,11 +232,16 @@ def bench_lm(
         "teacher": {"name": pair.teacher_name, "parameters": _parameters(work.teacher)},
         "student": {"name": pair.student_name, "parameters": _parameters(work.student)},
         "data": pair.data_label,
-        "vocab_size": len(work.tokenizer),
+        "vocab_size": work.vocab_size,
         "batch_size": batch,
         "prompt_length": work.prompt_length,
         "completion_length": work.completion_length,
         "tokens_per_step": tokens_per_step,
+        "warmup": warmup,
+        "steps": steps,
+        "top_k": settings.top_k if "kdlab_cached" in chosen else None,
+        "chunk_size": settings.chunk_size if "kdlab_chunked" in chosen else None,
+        "cache": cache,
         "modes": modes,
         "ratios": ratios(modes),
         "target": TARGET,
@@ -225,9 +270,9 @@ def record(settings: LMSettings, pairs: list[dict[str, Any]]) -> dict[str, Any]:
             "floor_precision": "fp32",
             "trl_precision": "fp32 (tuned); GKDConfig's default bf16 autocast (defaults)",
             "compile": settings.compile,
-            "warmup": settings.warmup,
+            "warmup": settings.warmup,  # None: each pair's (the pair's record says)
             "steps": settings.steps,
-            "defaults_steps": min(settings.steps, settings.defaults_steps),
+            "defaults_steps": settings.defaults_steps,
             "isolated": settings.isolate,
             "rounds": settings.rounds,
             "modes": [m for m in LM_MODES if m in settings.modes],
@@ -264,9 +309,12 @@ def pair_table(pair: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def pair_notes(pair: dict[str, Any], result: dict[str, Any]) -> list[str]:
     """How it was timed, what the memory column means, the ratios against the target and the checks."""
     s, modes = result["settings"], pair["modes"]
+    warmup, steps = pair["warmup"], pair["steps"]
+    defaults = f" (TRL defaults: {min(warmup, 1)} + {min(steps, s['defaults_steps'])})" if any(
+        m.startswith("trl_") for m in modes) else ""  # fmt: skip
     notes = [
-        f"ms/step: median of {s['steps']} timed step(s) after {s['warmup']} warm-up step(s) (TRL defaults: "
-        f"{min(s['warmup'], 1)} + {s['defaults_steps']}), each step fenced by a device wait"
+        f"ms/step: median of {steps} timed step(s) after {warmup} warm-up step(s){defaults}, each step fenced by a "
+        "device wait"
         + (
             f", in each of {s['rounds']} rounds (a fresh process per mode and round, the modes interleaved)"
             if s.get("rounds", 1) > 1
@@ -274,7 +322,7 @@ def pair_notes(pair: dict[str, Any], result: dict[str, Any]) -> list[str]:
         )
         + f"; tokens/s = {pair['batch_size']} × {pair['prompt_length'] + pair['completion_length']} tokens ÷ that "
         "median",
-        f"split (kdlab only): the engine's phases over a second pass of {s['steps']} steps, each phase fenced by a "
+        f"split (kdlab only): the engine's phases over a second pass of {steps} steps, each phase fenced by a "
         "device wait; other = making the batch, zero_grad, the loss meter",
     ]
     if s["device"].startswith("cuda"):
@@ -284,6 +332,23 @@ def pair_notes(pair: dict[str, Any], result: dict[str, Any]) -> list[str]:
             "peak MiB: peak resident set (ru_maxrss) of the mode's whole process — Python, torch, transformers, the "
             "models and sequences (TRL modes: TRL, datasets, accelerate too); +MiB: above the resident set before "
             "the mode was built" + ("" if s["isolated"] else " (in-process run: the whole session's peak)")
+        )
+    cache = pair.get("cache")
+    if cache:
+        memory = cache["memory"]
+        rise = f", +{_mib(memory['bytes'] - memory['baseline_bytes'])}" if memory.get("baseline_bytes") else ""
+        per_token = cache["bytes"] / max(cache["tokens"], 1)
+        notes.append(
+            f"{modes['kdlab_cached']['label']}: the teacher's top-{cache['top_k']} log-probabilities "
+            f"({cache['dtype']}) of {cache['tokens']:,} trained tokens, built in {cache['seconds']:.1f} s before "
+            f"the timed processes (its own process, peak {_mib(memory['bytes'])}{rise} MiB) — "
+            f"{cache['bytes'] / 2**20:.2f} MiB, {per_token:g} bytes a token; its steps read it (t fwd: gathering "
+            "the batch's rows)"
+        )
+    if pair.get("chunk_size") is not None:
+        notes.append(
+            f"{modes['kdlab_chunked']['label']}: {pair['chunk_size']} trained positions a chunk (both models give "
+            "hidden states; each chunk's logits made from the output heads, checkpointed)"
         )
     for policy, label in (("supervised", "supervised"), ("on_policy", "on-policy")):
         ratio = pair["ratios"].get(f"kdlab_{policy}_per_floor")

@@ -1,13 +1,19 @@
-"""The causal-LM pair of ``kdlab bench``: a GPT-2 teacher → student pair, real token sequences of the standard
-library's source, and the names of the modes that :mod:`kdlab.bench.lm_modes` runs on them — kdlab's engine, the
-plain-PyTorch floor (:mod:`kdlab.bench.lm_reference`) and TRL's GKD trainer (:mod:`kdlab.bench.lm_trl`), each
-supervised (the data's completions) and on-policy (completions the student samples).
+"""The causal-LM pairs of ``kdlab bench``: GPT-2 teacher → student pairs, their token sequences, and the names of the
+modes that :mod:`kdlab.bench.lm_modes` runs on them — kdlab's engine, the plain-PyTorch floor
+(:mod:`kdlab.bench.lm_reference`) and TRL's GKD trainer (:mod:`kdlab.bench.lm_trl`), each supervised (the data's
+completions) and on-policy (completions the student samples); and kdlab's supervised step with the top-k teacher
+cache (``kdlab_cached``) and with the chunked losses (``kdlab_chunked``).
+
+Two pairs: ``lm`` (real sequences of the standard library's source, V = 4,096; every mode) and ``lm-32k`` (random
+token ids, V = 32,000, 8 × 512 tokens all trained: the ``[tokens × V]`` logits dominate the step's memory; kdlab's
+supervised, chunked and cached steps and the supervised floor). A step's time and memory do not depend on which ids
+it reads, so random ids measure the same step as text would.
 
 The models: ``transformers.GPT2LMHeadModel`` with SDPA attention, no dropout and ``use_cache=False`` for the training
 forwards (as ``kdlab distill`` sets it; generation asks for a cache), randomly initialised — the time of a step does
-not depend on the weights. The sequences: full-length windows of ``P + C`` tokens of the stdlib corpus's training
-split in its byte-level BPE (:func:`kdlab.data.lm.stdlib`), the first ``P`` the prompt (``encode_lm(...,
-prompt_length=P)``).
+not depend on the weights. The sequences (``lm``): full-length windows of ``P + C`` tokens of the stdlib corpus's
+training split in its byte-level BPE (:func:`kdlab.data.lm.stdlib`), the first ``P`` the prompt (``encode_lm(...,
+prompt_length=P)``); (``lm-32k``) uniform random ids in ``[1, V)``, no tokenizer.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from kdlab.data.lm import LMTokens
 
 TRL_MISSING = "trl not installed: pip install 'kdlab[bench]'"
 LM_MODES = (
-    "kdlab_supervised", "kdlab_on_policy", "floor_supervised", "floor_on_policy", "trl_supervised", "trl_on_policy",
-    "trl_on_policy_defaults",
+    "kdlab_supervised", "kdlab_on_policy", "kdlab_cached", "kdlab_chunked", "floor_supervised", "floor_on_policy",
+    "trl_supervised", "trl_on_policy", "trl_on_policy_defaults",
 )  # fmt: skip
+MEMORY_MODES = ("kdlab_supervised", "kdlab_chunked", "kdlab_cached", "floor_supervised")  # the 32k pair's
+TOP_K = 32  # kdlab_cached: the teacher's k most likely tokens per trained position
+CHUNK_SIZE = 1024  # kdlab_chunked: trained positions (rows) per chunk
 LM_MODE_LABELS = {
     "kdlab_supervised": "kdlab lm_kd, supervised",
     "kdlab_on_policy": "kdlab lm_kd, on-policy (λ=1)",
+    "kdlab_cached": "kdlab lm_kd, supervised, top-k cache",
+    "kdlab_chunked": "kdlab lm_kd, supervised, chunked",
     "floor_supervised": "floor, supervised",
     "floor_on_policy": "floor, on-policy",
     "trl_supervised": "TRL GKD tuned, λ=0 β=0",
@@ -42,8 +53,9 @@ PHASES = ("generate", "student_forward", "teacher_forward", "loss", "student_bac
 @dataclass(frozen=True)
 class LMPair:
     """A GPT-2 teacher of ``teacher_layers`` blocks → a student of ``student_layers`` blocks, both ``width`` wide with
-    ``heads`` heads, over a ``vocab_size``-token BPE of the stdlib corpus; batches of ``batch_size`` sequences of
-    ``prompt_length`` + ``completion_length`` tokens; AdamW at :data:`LR`, constant, no weight decay (every mode)."""
+    ``heads`` heads, over a ``vocab_size``-token BPE of the stdlib corpus (``random_ids``: uniform random ids, no
+    tokenizer); batches of ``batch_size`` sequences of ``prompt_length`` + ``completion_length`` tokens; AdamW at
+    :data:`LR`, constant, no weight decay (every mode); ``modes`` the pair's, ``warmup`` and ``steps`` its defaults."""
 
     name: str
     teacher_layers: int = 4
@@ -55,8 +67,11 @@ class LMPair:
     prompt_length: int = 96
     completion_length: int = 32
     aliases: tuple[str, ...] = ()
+    random_ids: bool = False
+    modes: tuple[str, ...] = LM_MODES
+    warmup: int = 3
+    steps: int = 10
     unit = "tokens"
-    modes = LM_MODES
 
     @property
     def length(self) -> int:
@@ -72,13 +87,22 @@ class LMPair:
 
     @property
     def data_label(self) -> str:
+        if self.random_ids:
+            return (
+                f"random token ids over {self.vocab_size:,} tokens (a step's time and memory do not depend on "
+                f"the ids), {self.prompt_length} + {self.completion_length} tokens a sequence; random weights"
+            )
         return (
             f"stdlib source, byte-level BPE of {self.vocab_size:,} tokens, {self.prompt_length} + "
             f"{self.completion_length} tokens a sequence; random weights"
         )
 
 
-LM_PAIRS = {p.name: p for p in (LMPair("stdlib-gpt2-4x128-2x128", aliases=("lm",)),)}
+LM_PAIRS = {p.name: p for p in (
+    LMPair("stdlib-gpt2-4x128-2x128", aliases=("lm",)),
+    LMPair("random-gpt2-4x256-2x256-32k", 4, 2, 256, 4, 32_000, 8, 0, 512, aliases=("lm-32k",), random_ids=True,
+           modes=MEMORY_MODES, warmup=1, steps=3),
+)}  # fmt: skip
 
 
 def find_lm_pair(name: str) -> LMPair | None:
@@ -102,8 +126,8 @@ def gpt2(vocab_size: int, layers: int, width: int, heads: int, positions: int, s
 
 @dataclass
 class LMWorkload:
-    """What the modes share: ``input_ids`` ``[N, P + C]`` (host), the prompt length ``P``, the tokenizer, the teacher
-    and the student's initial weights (every mode trains a copy)."""
+    """What the modes share: ``input_ids`` ``[N, P + C]`` (host), the prompt length ``P``, the tokenizer (None for
+    random ids), the teacher and the student's initial weights (every mode trains a copy)."""
 
     input_ids: torch.Tensor
     prompt_length: int
@@ -134,7 +158,8 @@ class LMWorkload:
         finally:
             if shown:
                 logging.enable_progress_bar()
-        self.tokenizer.save_pretrained(folder / "tokenizer")
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder / "tokenizer")
         torch.save({"input_ids": self.input_ids, "prompt_length": self.prompt_length, "seed": self.seed},
                    folder / "sequences.pt")  # fmt: skip
 
@@ -144,13 +169,26 @@ class LMWorkload:
 
         state = torch.load(folder / "sequences.pt")
         models = [transformers.GPT2LMHeadModel.from_pretrained(folder / role) for role in ("teacher", "student")]
-        tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(folder / "tokenizer")
+        saved = folder / "tokenizer"
+        tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(saved) if saved.is_dir() else None
         return cls(state["input_ids"], state["prompt_length"], tokenizer, *models, seed=state["seed"])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer) if self.tokenizer is not None else int(self.teacher.config.vocab_size)
 
 
 def load_lm_workload(pair: LMPair, sequences: int, seed: int = 0) -> LMWorkload:
-    """``sequences`` full-length training sequences of the stdlib corpus (a seeded draw) and the pair's models."""
+    """``sequences`` full-length training sequences of the stdlib corpus (a seeded draw; ``random_ids``: uniform ids
+    in ``[1, V)``, seeded) and the pair's models."""
     from kdlab.data.lm import encode_lm, stdlib
+
+    if pair.random_ids:
+        generator = torch.Generator().manual_seed(seed)
+        ids = torch.randint(1, pair.vocab_size, (sequences, pair.length), generator=generator)
+        teacher = gpt2(pair.vocab_size, pair.teacher_layers, pair.width, pair.heads, pair.length, seed)
+        student = gpt2(pair.vocab_size, pair.student_layers, pair.width, pair.heads, pair.length, seed + 1)
+        return LMWorkload(ids, pair.prompt_length, None, teacher.eval(), student, seed)
 
     splits = stdlib(vocab_size=pair.vocab_size)
     tokens = encode_lm(splits.train, splits.tokenizer, max_length=pair.length, prompt_length=pair.prompt_length)

@@ -124,7 +124,7 @@ def test_bad_input_is_refused_while_planning(capsys, tmp_path, lm_teacher):
     base = [f"teacher={lm_teacher}", "method=lm_kd", *SMALL, f"runs_dir={tmp_path / 'runs'}", "name=bad"]
     cases = [
         ([f"student={{name: hf, config: teacher, n_layer: 1, tokenizer: hf:{other}}}"],
-         ["another tokenizer", "same tokenizer"]),
+         ["another tokenizer", "method.divergence=forward_kl", "uld", "hybrid"]),
         ([STUDENT, "data.max_length=64"], ["data.max_length=64", "48 positions"]),
         (["student={name: hf, config: teacher, n_layer: 1, n_positions: 16}"], ["16 positions", "student"]),
         ([STUDENT, "data=lm_files", f"data.train={tmp_path / 'empty'}"], ["holds no sequence", "empty"]),
