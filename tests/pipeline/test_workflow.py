@@ -7,12 +7,16 @@ import sys
 
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 import kdlab
 from kdlab.cli import main
+from kdlab.core.errors import KdlabError
 from kdlab.data import load_dataset
 from kdlab.models import MODELS
+from kdlab.pipeline import dispatch
+from kdlab.pipeline.config import load
 from kdlab.runs.index import RunIndex
 
 SMALL = ["data=synthetic", "data.val_fraction=0.25", "student.width=4", "independent=false", "--quiet"]
@@ -87,6 +91,24 @@ def test_runs_and_evaluate_commands(capsys, synthetic_teacher, tmp_path):
     assert main(["evaluate", str(tmp_path / "a"), "--teacher", str(synthetic_teacher), "--data", "synthetic"]) == 0
     out = capsys.readouterr().out
     assert "teacher" in out and "student" in out and "agreement" in out
+
+
+def test_a_finished_run_is_found_again_and_one_with_other_settings_is_refused(synthetic_teacher, tmp_path):
+    """A study re-runs its jobs with resume: a finished run is read back, also when it was saved by an earlier
+    version without settings added since (their defaults count); a changed setting is refused by name."""
+    args = [f"teacher={synthetic_teacher}", *SMALL[:-1], "epochs=1", f"runs_dir={tmp_path}", "name=job"]
+    first = dispatch.run(load(None, args), "distill", progress=False)
+    folder = tmp_path / "job"
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    for key in ("fsdp", "teacher_dtype", "cache"):  # as an earlier version wrote it
+        del saved[key]
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    again = dispatch.run(load(None, args), "distill", folder=folder, resume=True, progress=False)
+    assert again.already_finished and again.summaries == first.summaries
+    with pytest.raises(KdlabError, match=r"started with another configuration \(differs in: epochs\)"):
+        dispatch.run(load(None, [*args, "epochs=2"]), "distill", folder=folder, resume=True, progress=False)
+    with pytest.raises(KdlabError, match=r"differs in: cache\)"):  # a missing key set to other than its default
+        dispatch.run(load(None, [*args, "cache.top_k=2"]), "distill", folder=folder, resume=True, progress=False)
 
 
 def test_ctrl_c_saves_and_resume_is_bit_identical(tmp_path, interrupt):

@@ -11,8 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from kdlab.core.errors import Interrupted
-from kdlab.pipeline.config import Config, config_hash, to_mapping
+from kdlab.core.errors import ConfigError, Interrupted
+from kdlab.pipeline.config import Config, config_hash, resolve, to_mapping
 from kdlab.pipeline.member import build, resolve_device, run_member
 from kdlab.pipeline.plan import Layout, Plan, label, layout, member_config
 from kdlab.pipeline.task import Experiment, Member
@@ -45,10 +45,19 @@ def _comparable(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in ("name", "runs_dir", "device", "log", "mlflow_uri")}
 
 
+def _completed(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration as this version reads it: keys added since it was written take their defaults (one
+    that no longer parses is compared as it stands, and so differs)."""
+    try:
+        return to_mapping(resolve(saved))
+    except ConfigError:
+        return saved
+
+
 def _claim_group(lay: Layout, command: str, resume: bool) -> None:
     group = RunFolder(lay.folder)
     mapping = to_mapping(lay.config)
-    group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping))
+    group.claim(mapping, command=command, resume=resume, comparable=_comparable(mapping), complete=_completed)
     members = [
         {"name": m.folder.path.name, "role": m.role, "seed": m.seed, "method": m.method.name} for m in lay.members
     ]
@@ -128,7 +137,9 @@ def _run(
     command = "distill" if plan.command == "compare" else plan.command
 
     def claim() -> dict[str, Any] | None:  # on rank 0; the others learn whether the run is done, and its summary
-        member.folder.claim(mapping, command=command, resume=plan.resume, comparable=_comparable(mapping))
+        member.folder.claim(
+            mapping, command=command, resume=plan.resume, comparable=_comparable(mapping), complete=_completed
+        )
         return member.folder.finished_summary() if plan.resume else None
 
     finished = distributed.on_main(claim)

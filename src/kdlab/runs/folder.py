@@ -71,17 +71,27 @@ class RunFolder:
             ) from None
 
     def claim(
-        self, mapping: dict[str, Any], *, command: str, resume: bool, comparable: dict[str, Any] | None = None
+        self,
+        mapping: dict[str, Any],
+        *,
+        command: str,
+        resume: bool,
+        comparable: dict[str, Any] | None = None,
+        complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         """Create the folder for a new run, or check it holds this very run when resuming.
 
-        ``comparable`` is the part of the configuration that must match on resume (default: all of it).
+        ``comparable`` is the part of the configuration that must match on resume (default: all of it); ``complete``
+        fills the saved configuration's missing keys with their defaults before the comparison (a run saved by an
+        earlier version, before a setting existed, resumes when this one leaves that setting at its default).
         """
         config = self.path / CONFIG_FILE
         if not resume:
             self.check_free()
         if config.is_file():
             old = self.read_config()
+            if complete is not None:
+                old = complete(old)
             mine = comparable if comparable is not None else mapping
             theirs = {k: old.get(k) for k in mine}
             if json.dumps(theirs, sort_keys=True, default=str) != json.dumps(mine, sort_keys=True, default=str):
