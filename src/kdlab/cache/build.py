@@ -78,10 +78,20 @@ def find_or_build(
     return cache, True
 
 
-def shared_build(build: Callable[[], tuple[CachedOutputs, bool]]) -> tuple[CachedOutputs, bool]:
-    """Under torchrun, rank 0 builds (or checks) the cache while the other ranks wait, then they open it."""
+def shared_build(
+    build: Callable[[], tuple[CachedOutputs, bool]],
+    follow: Callable[[], None] | None = None,
+    found: Callable[[], bool] | None = None,
+) -> tuple[CachedOutputs, bool]:
+    """Under torchrun, rank 0 builds (or checks) the cache while the other ranks wait, then they open it.
+
+    With a teacher sharded by FSDP each of its units is gathered from every process at each forward pass, so rank 0
+    cannot run them alone: ``found`` (asked on rank 0) says whether a valid cache is there already, and when it is
+    not, the other ranks run the build's teacher passes too (``follow``), their outputs dropped."""
     if distributed.world_size() == 1:
         return build()
+    if follow is not None and found is not None and not distributed.on_main(found) and not distributed.is_main():
+        follow()
     result = build() if distributed.is_main() else None
     distributed.barrier()
     return result if result is not None else (build()[0], False)

@@ -20,10 +20,14 @@ FORMAT = 2  # bump when the file layout or what is stored changes (2: a checksum
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+    """SHA-256 over names, dtypes, shapes and bytes, in name order. A tensor sharded over processes (FSDP's
+    ``DTensor``) is hashed whole — gathered one at a time (a collective: every process hashes the same names), so a
+    sharded teacher has the digest it has in one process."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name].detach()
+        gather = getattr(t, "full_tensor", None)
+        t = (gather() if callable(gather) else t).cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,31 @@ class TopKTeacher:
                            structure={"topk_ids": self.ids[rows].long(), "tail": self.tail[rows]})  # fmt: skip
 
 
+def teacher_log_probs(
+    teacher: Teacher,
+    loader: LMLoader,
+    temperature: float,
+    autocast: contextlib.AbstractContextManager[Any] | None = None,
+) -> Iterator[tuple[Batch, torch.Tensor]]:
+    """The teacher's full-vocabulary next-token ``log_softmax(z / τ)`` (float32 ``[N, V]``) at the trained positions
+    of each of ``loader``'s batches, in order (what a cache build stores; under FSDP every process runs these
+    passes, see :func:`kdlab.cache.build.shared_build`)."""
+    with torch.no_grad(), autocast or contextlib.nullcontext():
+        for batch in loader.epoch(0):
+            _, mask = next_token_targets(batch.y)
+            logits = prediction_logits(teacher(batch.x).logits)[mask].float()
+            yield batch, F.log_softmax(logits / temperature, dim=-1)
+
+
+def is_valid(folder: Path, key: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds a whole cache made for ``key``."""
+    try:
+        open_cache(folder, key)
+    except (FileNotFoundError, StaleCacheError):
+        return False
+    return True
+
+
 def find_or_build(
     teacher: Teacher,
     loader: LMLoader,
@@ -113,13 +138,9 @@ def find_or_build(
     began = time.perf_counter()
     writer = CacheWriter(folder, key, int(offsets[-1]), 1, key["top_k"], value_dtype=key["dtype"])
     try:
-        with torch.no_grad(), autocast or contextlib.nullcontext():
-            for batch in loader.epoch(0):
-                _, mask = next_token_targets(batch.y)
-                logits = prediction_logits(teacher(batch.x).logits)[mask].float()
-                log_probs = F.log_softmax(logits / key["temperature"], dim=-1)
-                first = int(offsets[int(batch.index[0])])
-                writer.write(torch.arange(first, first + len(log_probs)), 0, ModelOutput(logits=log_probs))
+        for batch, log_probs in teacher_log_probs(teacher, loader, key["temperature"], autocast):
+            first = int(offsets[int(batch.index[0])])
+            writer.write(torch.arange(first, first + len(log_probs)), 0, ModelOutput(logits=log_probs))
         writer.commit()
     except BaseException:
         writer.abandon()

@@ -46,6 +46,29 @@ def test_two_processes_train_the_one_process_student(capsys, tmp_path, lm_teache
     assert (tmp_path / "two" / "model" / "config.json").is_file()
 
 
+def test_fsdp_shards_the_teacher_too_with_the_top_k_cache_and_chunked_losses(capsys, tmp_path, lm_teacher, one_thread):
+    """Under fsdp the teacher is sharded as well: the top-k cache is built by the teacher passes of both processes
+    (rank 0 writes), the chunked loss reads the teacher's output head after its forward pass, and the student ends
+    as in one process (which builds its own cache)."""
+    job = [*JOB, "method.divergence=forward_kl", "cache.top_k=16", "method.chunk_size=24", f"teacher={lm_teacher}",
+           "fsdp=true", f"runs_dir={tmp_path}"]  # fmt: skip
+    code, _, err = run(capsys, *job, f"cache.dir={tmp_path / 'cache-one'}", "name=one")
+    assert code == 0, err
+    two = torchrun(*job, f"cache.dir={tmp_path / 'cache-two'}", "name=two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_summary, two_summary = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("one", "two"))
+    assert two_summary["teacher_source"]["sharded_over"] == 2 and "sharded_over" not in one_summary["teacher_source"]
+    assert one_summary["teacher_source"]["built"] and two_summary["teacher_source"]["built"]
+    caches = [next((tmp_path / c).iterdir()) for c in ("cache-one", "cache-two")]
+    assert [p.name for p in caches[0].iterdir()] == [p.name for p in caches[1].iterdir()]
+    for part in caches[0].iterdir():  # the same key (the sharded teacher's weights hashed whole) and the same rows
+        assert part.read_bytes() == (caches[1] / part.name).read_bytes(), part.name
+    a = torch.load(tmp_path / "one" / "state.pt", weights_only=False)
+    b = torch.load(tmp_path / "two" / "state.pt", weights_only=False)
+    assert max((a["student"][k] - b["student"][k]).abs().max().item() for k in a["student"]) < 1e-5
+    assert one_summary["teacher"]["test"]["nll"] == pytest.approx(two_summary["teacher"]["test"]["nll"], rel=1e-5)
+
+
 def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, lm_teacher):
     out = torchrun(*JOB, f"teacher={lm_teacher}", "data.batch_size=7", f"runs_dir={tmp_path}", "name=bad")
     assert out.returncode != 0 and "must be a multiple of 2" in out.stderr, out.stderr[-2000:]  # torchrun: 1

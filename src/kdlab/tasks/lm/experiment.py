@@ -140,6 +140,8 @@ class LMExperiment:
         if teacher is not None:
             experiment.teacher = Teacher(teacher.model).to(device)
             experiment.teacher_name = teacher.name
+            if config.fsdp and distributed.world_size() > 1:  # never trained: only its forward passes gather units
+                distributed.shard(teacher.model)
         return experiment
 
     @property
@@ -229,15 +231,18 @@ class LMExperiment:
     ) -> tuple[TeacherSource | None, dict[str, Any] | None]:
         if not method.needs_teacher or self.teacher is None:
             return None, None
+        sharded = {"sharded_over": distributed.world_size()} if distributed.is_sharded(self.teacher.members[0]) else {}
         if self.cross_parts:
             teacher = self.teacher
-            return (lambda batch: teacher(batch.extras.teacher_x)), {"kind": "online", "reason": "cross-tokenizer"}
-        return teacher_source(
+            return (lambda batch: teacher(batch.extras.teacher_x)), {"kind": "online", "reason": "cross-tokenizer",
+                                                                     **sharded}  # fmt: skip
+        source, described = teacher_source(
             method, self.teacher, self.teacher_name or "teacher", self.parts["train"], self.config.cache,
             enabled=self.config.teacher_cache and self.teacher_name is not None, precision=recipe.precision,
             device=self.device, batch_size=self.config.data.eval_batch_size,
             trim=takes_logits_to_keep(self.teacher.members[0]), log=log,
         )  # fmt: skip
+        return source, described | sharded
 
     def split_figures(self, student: nn.Module, split: str) -> dict[str, dict[str, float]]:
         """Next-token figures of the student (and the teacher) on a split; the "train" split's first sequences."""

@@ -4,17 +4,20 @@ hidden states for the chunked losses), or — with ``cache.top_k`` — the top-k
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import torch
 from torch import nn
 
 from kdlab.cache.build import cache_folder, cache_root, shared_build
-from kdlab.cache.lm import TopKTeacher, find_or_build, lm_cache_key, target_offsets
+from kdlab.cache.lm import TopKTeacher, find_or_build, is_valid, lm_cache_key, target_offsets, teacher_log_probs
 from kdlab.cache.select import TeacherSource
 from kdlab.cache.settings import CacheConfig
+from kdlab.cache.store import CachedOutputs
 from kdlab.data.lm import LMLoader, LMTokens
 from kdlab.pipeline.task import Log
+from kdlab.training import distributed
 from kdlab.training.precision import autocast_dtype
 from kdlab.training.teachers import Teacher
 
@@ -55,7 +58,16 @@ def teacher_source(
     folder = cache_folder(cache_root(settings.dir), teacher_name, key)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else None
     loader = LMLoader(tokens, batch_size, device=device, trim_logits=trim)
-    cache, built = shared_build(lambda: find_or_build(teacher, loader, tokens, folder, key, autocast=autocast, log=log))
+    temperature = params.temperature
+
+    def build() -> tuple[CachedOutputs, bool]:
+        return find_or_build(teacher, loader, tokens, folder, key, autocast=autocast, log=log)
+
+    def passes() -> None:  # a sharded teacher: every process runs the build's teacher passes
+        collections.deque(teacher_log_probs(teacher, loader, temperature, autocast), maxlen=0)
+
+    sharded = distributed.is_sharded(teacher.members[0])
+    cache, built = shared_build(build, passes, lambda: is_valid(folder, key)) if sharded else shared_build(build)
     source = TopKTeacher(cache, target_offsets(tokens), device)
     targets = max(int(target_offsets(tokens)[-1]), 1)
     described = {
