@@ -27,9 +27,10 @@ def test_smoke_study_runs_every_condition_and_reports(tmp_path):
         assert 0 <= condition["agreement"]["values"][0] <= 1 and condition["tokens_s"]["values"][0] > 0
     assert [c["label"] for c in results["conditions"]["top_k"]] == ["full vocabulary (online)",
                                                                       "top-8 cache (bucket tail)"]  # fmt: skip
-    assert len(results["conditions"]["cross"]) == 5
+    assert len(results["conditions"]["cross"]) == 7
     assert "## Top-k teacher caches" in report and "cache keeps the full-vocabulary loss" in report
-    assert "ULD from a teacher with another tokenizer beats the student alone" in report
+    assert "ULD alone from a teacher with another tokenizer beats the student alone" in report
+    assert "CE + ULD (ULD as its paper trains it) beats the student alone" in report
 
 
 def _row(label, nll, agreement=(0.3, 0.3), samples=(-5.0, -5.0)):
@@ -56,3 +57,23 @@ def test_verdicts_follow_the_numbers():
 def test_unknown_preset_is_one_paragraph(tmp_path):
     with pytest.raises(ConfigError, match=r"Unknown lm study preset 'quik'.*Did you mean 'quick'"):
         lm.run_study("quik", tmp_path)
+
+
+def test_cross_tokenizer_verdicts_follow_the_numbers():
+    from kdlab.studies.lm_scale_report import cross_section
+
+    def row(label, per_byte):
+        runs = [{"student": {"test": {"nll_per_byte": b, "nll": 2 * b}}, "train_input_tokens": 100, "epochs": 1,
+                 "train_time_s": 1.0, "teacher": {"test": {"nll_per_byte": 1.5, "nll": 3.0}}} for b in per_byte]
+        return {"label": label, "runs": runs}
+
+    rows = [row(lm.SAME_CE, (1.70, 1.72)), row(lm.SAME_KD, (1.60, 1.62)), row(lm.OTHER_CE, (1.80, 1.82)),
+            row(lm.ULD, (3.7, 3.8)), row(lm.HYBRID, (1.95, 1.97)), row(lm.ULD_CE, (1.75, 1.76)),
+            row(lm.HYBRID_CE, (1.78, 1.79))]  # fmt: skip
+    text = "\n".join(cross_section(rows))
+    assert "ULD alone from a teacher with another tokenizer beats the student alone (CE per byte)**: did not" in text
+    assert "CE + ULD (ULD as its paper trains it) beats the student alone (CE per byte)**: held" in text
+    assert "The hybrid loss beats ULD alone (CE per byte)**: held" in text
+    assert "CE + hybrid beats CE + ULD (CE per byte)**: did not hold" in text
+    # the best cross-tokenizer loss (CE + ULD) gains 0.055 nats per byte, same-tokenizer KD 0.10: short of it
+    assert "as same-tokenizer KD does (CE per byte)**: did not hold — +0.0550 vs +0.1000" in text

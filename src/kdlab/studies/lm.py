@@ -67,13 +67,24 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
 
 
 # the cross-tokenizer experiment: no prompts (every token trained and measured, so that CE per byte covers the same
-# texts whatever the tokenizer), the student on the teacher's tokenizer or on a smaller BPE of the same corpus
+# texts whatever the tokenizer), the student on the teacher's tokenizer or on a smaller BPE of the same corpus; ULD
+# alone (a permutation-invariant loss: it cannot say which token is which) and as its paper trains, CE + ULD
+# (ce_weight 0.5: half of each, CE + 1 · ULD up to scale)
+SAME_CE, SAME_KD = "same tokenizer: CE only", "same tokenizer: forward KL"
+OTHER_CE, ULD, HYBRID = (
+    "other tokenizer: CE only",
+    "other tokenizer: ULD",
+    "other tokenizer: hybrid (forward KL on shared tokens + ULD)",
+)
+ULD_CE, HYBRID_CE = "other tokenizer: CE + ULD (Boizard et al.)", "other tokenizer: CE + hybrid"
 CROSS: list[tuple[str, bool, dict[str, Any]]] = [  # (label, the student reads the other tokenizer, method)
-    ("same tokenizer: CE only", False, {"name": "ce"}),
-    ("same tokenizer: forward KL", False, {"name": "lm_kd", "divergence": "forward_kl"}),
-    ("other tokenizer: CE only", True, {"name": "ce"}),
-    ("other tokenizer: ULD", True, {"name": "lm_kd", "divergence": "uld"}),
-    ("other tokenizer: hybrid (forward KL on shared tokens + ULD)", True, {"name": "lm_kd", "divergence": "hybrid"}),
+    (SAME_CE, False, {"name": "ce"}),
+    (SAME_KD, False, {"name": "lm_kd", "divergence": "forward_kl"}),
+    (OTHER_CE, True, {"name": "ce"}),
+    (ULD, True, {"name": "lm_kd", "divergence": "uld"}),
+    (HYBRID, True, {"name": "lm_kd", "divergence": "hybrid"}),
+    (ULD_CE, True, {"name": "lm_kd", "divergence": "uld", "ce_weight": 0.5}),
+    (HYBRID_CE, True, {"name": "lm_kd", "divergence": "hybrid", "ce_weight": 0.5}),
 ]
 
 
