@@ -32,7 +32,11 @@ def test_results_hold_every_analysis_with_numbers_in_range(report):
     results = json.loads((report / "results.json").read_text())
     students = {"kd seed0", "kd seed1", "fitnets seed0"}
     assert set(results["models"]) == students | {"ind seed0", "ind seed1"}
-    assert set(results["localisation"]["win_rate"]) == students and 0 <= results["localisation"]["control"] <= 100
+    loc = results["localisation"]
+    assert set(loc["pairs"]) == students and loc["references"] == ["ind seed0", "ind seed1"]
+    assert all(0 <= v <= 100 for row in loc["pairs"].values() for v in row.values())
+    assert set(loc["methods"]) == {"kd", "fitnets"} and loc["methods"]["kd"]["pairs"] == 4
+    assert loc["control"]["mean"] == pytest.approx(50.0) and loc["control"]["pairs"] == 2  # Ind vs Ind′ and back
     adv = results["adversarial"]
     assert 0 < adv["epsilon"] < 0.5 and abs(adv["teacher_attack"]["attacked"] - 85) < 10
     assert all(0 <= adv["teacher_attack"][m] <= 100 for m in results["models"])

@@ -10,9 +10,10 @@ import torch
 from kdlab.analysis.adversarial import calibrate_epsilon, fooling_rates
 from kdlab.analysis.boundaries import boundary_similarities
 from kdlab.analysis.domains import domain_transfer
-from kdlab.analysis.gradcam import cam_win_rate
+from kdlab.analysis.gradcam import teacher_similarity
 from kdlab.analysis.invariance import invariance_agreement
 from kdlab.analysis.representations import cka_matrix
+from kdlab.analysis.stats import CONFIDENCE, RESAMPLED, ROUNDS, estimate, paired_scores
 from kdlab.analysis.subjects import Subjects
 from kdlab.data.domains import domain_test_sets
 from kdlab.data.loader import TensorLoader, to_float
@@ -26,19 +27,43 @@ def _last_stage(model: torch.nn.Module) -> str | None:
 
 
 def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """CAM win rate of each student against the reference independent student; control = Ind′ vs Ind."""
+    """The CAM win rate of every student against every independent student (the references), per image with ties
+    split; per method the mean over its (student seed × reference seed) pairs with a bootstrap interval over images
+    and seeds; the control is the same statistic between independent students (every ordered pair of two of them:
+    its mean is 50 % by symmetry, its spread is the null the methods are judged against)."""
     layers = {name: _last_stage(m) for name, m in {"teacher": s.teacher, **s.students, **s.independent}.items()}
     missing = [name for name, layer in layers.items() if layer is None]
     if missing:
         return {"skipped": f"no stage_names (last conv stage) on {', '.join(missing)}"}
-    ind = list(s.independent)
-    teacher, reference = (s.teacher, layers["teacher"]), (s.independent[ind[0]], layers[ind[0]])
-    out: dict[str, Any] = {"layer": layers["teacher"], "win_rate": {}}
-    for name, model in s.students.items():
-        out["win_rate"][name] = cam_win_rate(teacher, (model, layers[name]), reference, x, y)
-    if len(ind) > 1:
-        out["control"] = cam_win_rate(teacher, (s.independent[ind[1]], layers[ind[1]]), reference, x, y)
+    teacher = (s.teacher, layers["teacher"])
+    sims = {name: teacher_similarity(teacher, (m, layers[name]), x, y) for name, m in {**s.students,
+                                                                                      **s.independent}.items()}
+    refs = list(s.independent)
+    out: dict[str, Any] = {"layer": layers["teacher"], "images": len(x), "references": refs, "pairs": {},
+                           "methods": {}, "bootstrap": {"rounds": ROUNDS, "confidence": CONFIDENCE,
+                                                       "resampled": RESAMPLED}}  # fmt: skip
+    for name in s.students:
+        out["pairs"][name] = {r: 100.0 * float(paired_scores(sims[name], sims[r]).mean()) for r in refs}
+    for method, names in _by_method(s.students, s.methods).items():
+        scores = torch.stack([torch.stack([paired_scores(sims[n], sims[r]) for r in refs]) for n in names])
+        ties = int(torch.stack([sims[n] == sims[r] for n in names for r in refs]).sum())
+        out["methods"][method] = estimate(scores, ties).as_dict()
+    ordered = [(a, b) for a in refs for b in refs if a != b]
+    if ordered:
+        scores = torch.stack([paired_scores(sims[a], sims[b]) for a, b in ordered])
+        rates = (100.0 * scores.mean(-1)).tolist()
+        out["control_pairs"] = {f"{a} vs {b}": rate for (a, b), rate in zip(ordered, rates, strict=True)}
+        ties = int(torch.stack([sims[a] == sims[b] for a, b in ordered]).sum())
+        out["control"] = estimate(scores, ties).as_dict()
     return out
+
+
+def _by_method(students: dict[str, torch.nn.Module], methods: dict[str, str]) -> dict[str, list[str]]:
+    """Student labels grouped by their method, in order."""
+    grouped: dict[str, list[str]] = {}
+    for name in students:
+        grouped.setdefault(methods.get(name, name), []).append(name)
+    return grouped
 
 
 def vulnerability(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import re
 import statistics
 from typing import Any
 
+from kdlab.analysis.stats import RULE, Estimate, verdict
+
 
 def method_of(label: str) -> str:
     """``"kd seed1"`` → ``"kd"``; independent students (``ind seedN``, ``ind seedN′``) → ``"ind"``."""
@@ -28,19 +30,31 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values)
 
 
+PAPER_KD_WIN_RATE = 55.0  # Ojha et al.: KD students' CAMs beat an independent student's on more than 55 % of images
+
+
 def localisation(results: dict[str, Any]) -> str:
     loc = results["localisation"]
     if "skipped" in loc:
         return f"Grad-CAM win rate: not measured ({loc['skipped']})."
-    rates = by_method(loc["win_rate"])
-    kd = rates.get("kd")
-    control = loc.get("control")
-    held = kd is not None and _mean(kd) > 55 and control is not None and abs(control - 50) <= 3
+    if "control" not in loc:
+        return "Grad-CAM win rate: no verdict — it needs at least two independent students (the control)."
+    control = Estimate(**loc["control"])
+    methods = {m: Estimate(**e) for m, e in loc["methods"].items()}
+    parts = [f"{m} {e.show()} % ({verdict(e, control, paper=PAPER_KD_WIN_RATE if m == 'kd' else None)})"
+             for m, e in methods.items()]  # fmt: skip
+    kd = methods.get("kd")
+    claim = verdict(kd, control, paper=PAPER_KD_WIN_RATE) if kd is not None else "not measured (no KD student)"
+    comparisons = (len(loc["pairs"]) * len(loc["references"]) + control.pairs) * loc["images"]
+    ties = sum(e.ties for e in methods.values()) + control.ties
     return (
-        "Claim: a KD student's Grad-CAM is closer to its teacher's than an independent student's is, on more than 55 % "
-        f"of images, while an independent control sits at 50 ± 3 % — {'held' if held else 'did not hold'}: win rates "
-        + ", ".join(f"{m} {show(v)} %" for m, v in rates.items())
-        + (f"; control Ind′ {control:.2f} %." if control is not None else "; no control (one independent student).")
+        "Claim: a KD student's Grad-CAM is closer to its teacher's than an independent student's is, on more than "
+        f"{PAPER_KD_WIN_RATE:.0f} % of images — {claim}. Win rates (mean ± std over (student seed × reference seed) "
+        f"pairs [{100 * loc['bootstrap']['confidence']:.0f} % bootstrap interval over {loc['bootstrap']['resampled']}]"
+        f", verdict against the control): " + ", ".join(parts) + f"; control (independent students against each "
+        f"other, {control.pairs} ordered pairs) {control.show()} %, its pairs ranging "
+        f"{min(loc['control_pairs'].values()):.2f}–{max(loc['control_pairs'].values()):.2f} %. Ties, counted half: "
+        f"{ties} of {comparisons:,} per-image comparisons. Rule — {RULE}."
     )
 
 

@@ -1,4 +1,4 @@
-"""Grad-CAM localisation and the teacher-likeness win rate of Ojha et al. (2023, §4.1).
+"""Grad-CAM localisation and the teacher-likeness win rate of Ojha et al. (2023, §4.1), ties split.
 
 Grad-CAM (Selvaraju et al. 2017) of class c at a layer with activations ``A [B, K, h, w]``:
 ``α_k = mean_{u,v} ∂y_c/∂A_k(u,v)``, ``L = ReLU(Σ_k α_k A_k)``, upsampled bilinearly to the input size.
@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdlab.analysis.stats import paired_scores
 from kdlab.core.modes import eval_mode
 from kdlab.training.taps import Taps
 
@@ -31,6 +32,23 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
+def teacher_similarity(
+    teacher: tuple[nn.Module, str],
+    model: tuple[nn.Module, str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 200,
+) -> torch.Tensor:
+    """Cosine similarity ``[N]`` between each image's Grad-CAM (true class) of ``model`` and the teacher's; each
+    argument is ``(model, layer)``."""
+    out = []
+    for s in range(0, len(x), batch_size):
+        xb, yb = x[s : s + batch_size], y[s : s + batch_size]
+        maps = [gradcam(net, layer, xb, yb).flatten(1) for net, layer in (teacher, model)]
+        out.append(F.cosine_similarity(maps[0], maps[1], dim=1))
+    return torch.cat(out)
+
+
 def cam_win_rate(
     teacher: tuple[nn.Module, str],
     candidate: tuple[nn.Module, str],
@@ -39,13 +57,8 @@ def cam_win_rate(
     y: torch.Tensor,
     batch_size: int = 200,
 ) -> float:
-    """% of images whose ``candidate`` CAM is closer (cosine) to the teacher's than the ``reference`` CAM is;
-    each argument is ``(model, layer)``. Distilled vs independent student measures what distillation adds;
-    a second independent student in place of the distilled one should sit near 50 %."""
-    wins = 0
-    for s in range(0, len(x), batch_size):
-        xb, yb = x[s : s + batch_size], y[s : s + batch_size]
-        maps = [gradcam(model, layer, xb, yb).flatten(1) for model, layer in (teacher, candidate, reference)]
-        closer = F.cosine_similarity(maps[0], maps[1], dim=1) > F.cosine_similarity(maps[0], maps[2], dim=1)
-        wins += int(closer.sum())
-    return 100.0 * wins / len(x)
+    """% of images whose ``candidate`` CAM is closer (cosine) to the teacher's than the ``reference`` CAM is, a tie
+    counted half; each argument is ``(model, layer)``. A model against itself scores exactly 50 %, and a comparison
+    and its reverse add up to 100 %."""
+    sims = [teacher_similarity(teacher, model, x, y, batch_size) for model in (candidate, reference)]
+    return 100.0 * float(paired_scores(*sims).mean())

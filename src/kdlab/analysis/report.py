@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.analysis import claims, figures
+from kdlab.analysis.stats import RULE, Estimate, verdict
 from kdlab.analysis.subjects import Subjects
 from kdlab.core.files import write_json
 from kdlab.reporting.pages import Section, write_report
@@ -22,14 +23,29 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
     if "skipped" in loc:
         cam.paragraphs.append(f"Not measured: {loc['skipped']}.")
     else:
+        boot = loc["bootstrap"]
         cam.paragraphs.append(
-            "Win rate: % of test images whose student CAM is closer (cosine) to the teacher's than the reference "
-            "independent student's CAM is. The control Ind′ (another independent student) should sit near 50 %."
+            "Win rate: % of test images whose student CAM is closer (cosine) to the teacher's than a reference "
+            "independent student's CAM is, a tie counted half — for every (student, reference) pair. The control is "
+            "the same statistic between independent students, over every ordered pair of two of them: a comparison "
+            "and its reverse add up to 100 %, so its mean is 50 % and its spread is what seeds alone do. Intervals: "
+            f"{100 * boot['confidence']:.0f} % percentile bootstrap, {boot['rounds']} rounds, resampling "
+            f"{boot['resampled']}."
         )
-        rows = [[n, _f(v)] for n, v in loc["win_rate"].items()]
-        if "control" in loc:
-            rows.append(["control Ind′", _f(loc["control"])])
-        cam.tables.append((["student", "win rate %"], rows))
+        refs = loc["references"]
+        cam.tables.append((["student", *[f"vs {r}" for r in refs]],
+                           [[n, *[_f(row[r]) for r in refs]] for n, row in loc["pairs"].items()]))  # fmt: skip
+        control = loc.get("control")
+        summary = [[m, _f(e["mean"]), _f(e["std"]), f"[{_f(e['low'])}, {_f(e['high'])}]", str(e["pairs"]),
+                    str(e["ties"]), verdict(Estimate(**e), Estimate(**control)) if control else "-"]
+                   for m, e in loc["methods"].items()]  # fmt: skip
+        if control:
+            summary.append(["control (Ind vs Ind)", _f(control["mean"]), _f(control["std"]),
+                            f"[{_f(control['low'])}, {_f(control['high'])}]", str(control["pairs"]),
+                            str(control["ties"]), ""])  # fmt: skip
+            cam.tables.append((["control pair", "win rate %"], [[k, _f(v)] for k, v in loc["control_pairs"].items()]))
+        cam.tables.append((["method", "mean %", "std", "interval", "pairs", "ties", "vs control"], summary))
+        cam.paragraphs.append(f"Verdict rule: {RULE}.")
         cam.figures.append((figures.cam_overlays(s, x, y, out), "Grad-CAM overlays: image, teacher, Ind, students."))
     adv = results["adversarial"]
     attack = Section("Adversarial vulnerability (I-FGSM, 5 steps)")

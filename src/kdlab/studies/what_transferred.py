@@ -2,8 +2,9 @@
 
 Teacher: a CNN trained on MNIST in three domains (orig, colour background, texture background). Students: the
 same CNN trained on the original domain only — independent (labels), KD, Hint (FitNets), CRD and the soft-label
-control (noisy smoothed one-hot labels, no teacher) — two seeds each (the paper's protocol, §5.1, and the
-what-transferred analyses of §4 on the same models).
+control (noisy smoothed one-hot labels, no teacher) — three seeds each, so that the independent students give a
+control distribution over their pairs (the paper's protocol, §5.1, and the what-transferred analyses of §4 on the
+same models).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def base_config(seeds: list[int]) -> dict[str, Any]:
 
 def train_preset(out: Path, progress: bool = True) -> list[Path]:
     """Train (or reuse) the teacher and every student; returns the run folders to analyse."""
-    ctx = StudyContext(out, base_config([0, 1]), progress)
+    ctx = StudyContext(out, base_config([0, 1, 2]), progress)
     teacher = ctx.teachers(
         "teacher_all_domains", {"data": {"domains": "orig,color,texture"}, "optim": {"lr": 0.1}}, [0]
     )[0]
