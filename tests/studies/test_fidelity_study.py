@@ -110,6 +110,11 @@ def test_a_difference_inside_the_seed_spread_is_flagged():
     assert fidelity.word(True, Stat([0.90, 0.92]), Stat([0.80, 0.81])) == "held"
     assert "not conclusive" in fidelity.word(True, Stat([0.90, 0.80]), Stat([0.84, 0.85]))
     assert fidelity.word(False) == "did not hold"
+    # a claim with a threshold ("within 0.5 point of b"): the distance to the threshold decides, not to zero
+    within, full = Stat([0.897, 0.901]), Stat([0.90, 0.90])
+    assert fidelity.word(True, within, full, boundary=-0.005) == "held"
+    assert fidelity.word(True, within, full).startswith("not conclusive (the difference, 0.001,")
+    assert "distance from the threshold -0.005, 0.002" in fidelity.word(True, Stat([0.895, 0.899]), full, -0.005)
 
 
 def test_merge_is_deep_and_the_override_wins():

@@ -11,7 +11,7 @@ from kdlab.core.files import write_json
 from kdlab.reporting.pages import Section, write_report
 from kdlab.reporting.plotting import pyplot, save_png
 from kdlab.studies.runner import Stat
-from kdlab.studies.verdicts import word
+from kdlab.studies.verdicts import RULE, word
 
 LABELS = {
     "alone": "(a) each depth alone",
@@ -103,7 +103,7 @@ def verdicts(
     worst = min(subs, key=lambda d: gaps[d])
     out.append(
         f"Claim 'sub-nets trained with EKD are at least as good as the same nets trained individually' (within "
-        f"−0.5 pt): {word(held, acc['ekd'][worst], acc['alone'][worst])}. "
+        f"−0.5 pt): {word(held, acc['ekd'][worst], acc['alone'][worst], -TOLERANCE)}. "
         + "; ".join(f"depth {d}: {_diff(acc['ekd'][d], acc['alone'][d])}" for d in subs)
         + "."
     )
@@ -111,7 +111,7 @@ def verdicts(
     numbers["full_vs_alone"] = drop
     out.append(
         f"Claim 'the full net keeps its accuracy' (drop ≤ 0.5 pt vs the full net trained alone): "
-        f"{word(drop >= -TOLERANCE, acc['ekd'][full], acc['alone'][full])}; "
+        f"{word(drop >= -TOLERANCE, acc['ekd'][full], acc['alone'][full], -TOLERANCE)}; "
         f"{_diff(acc['ekd'][full], acc['alone'][full])}."
     )
     for a, b, claim in (
@@ -126,7 +126,7 @@ def verdicts(
         numbers[f"{a}_vs_{b}"] = diffs
         least = min(subs, key=lambda d: diffs[d])
         out.append(
-            f"Claim '{claim}': {word(ok, acc[a][least], acc[b][least])}; "
+            f"Claim '{claim}': {word(ok, acc[a][least], acc[b][least], -tolerance)}; "
             + "; ".join(f"depth {d}: {_diff(acc[a][d], acc[b][d])}" for d in subs)
             + "."
         )
@@ -188,7 +188,7 @@ def write(
         f"epochs, batch {scale['batch_size']}, seeds {', '.join(map(str, scale['seeds']))} (mean ± sample std). "
         "EKD: τ = 3, CE + τ²·KL per sub-net, attention transfer (β/2 = 500 per stage), teacher terms detached. "
         "Offline KD: kd with τ = 3, α = 0.5. Every number was measured by this run; every verdict is computed "
-        "from them; a held claim whose difference is below the seed spread is flagged as not conclusive.",
+        f"from them. Verdict rule: {RULE}.",
         f"Compute: {wall_s / 60:.1f} min of run wall time over {runs} runs on this machine.",
     ]
     flat = {c: {str(d): runs for d, runs in ds.items()} for c, ds in figures.items()}

@@ -10,7 +10,7 @@ from typing import Any
 from kdlab.core.files import write_atomic, write_json
 from kdlab.reporting.table import format_table
 from kdlab.studies.runner import Stat
-from kdlab.studies.verdicts import word
+from kdlab.studies.verdicts import RULE, word
 
 HEADERS = ["method", "accuracy %", "agreement %", "KL", "ECE %", "train agr. %", "CKA last [CLS]", "s / epoch"]
 
@@ -119,6 +119,8 @@ def write(
         "```",
         "",
         *[f"- {v}" for v in verdicts(rows)],
+        "",
+        f"Verdict rule: {RULE}.",
     ]
     write_atomic(folder / "report.md", ("\n".join(lines) + "\n").encode())
     numbers = [{"label": r["label"], "method": r["method"], **{k: vars(v) for k, v in r["stats"].items()}}

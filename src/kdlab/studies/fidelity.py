@@ -18,7 +18,7 @@ from kdlab.studies.fidelity_data import augmentation, easy, ensemble, temperatur
 from kdlab.studies.fidelity_optim import interpolation, optimization
 from kdlab.studies.fidelity_setup import PRESETS, Scale, base_config
 from kdlab.studies.runner import StudyContext
-from kdlab.studies.verdicts import Outcome, word
+from kdlab.studies.verdicts import RULE, Outcome, word
 
 EXPERIMENTS: dict[str, Callable[[StudyContext, Scale], Outcome]] = {
     "easy": easy,
@@ -61,8 +61,7 @@ def run_study(
         f"Preset '{preset}': Fashion-MNIST, {scale.train_size or 'all'} training images (stratified subset), "
         f"{scale.test_size or 'all 10,000'} test images, {len(scale.seeds)} seeds (mean ± sample std), students "
         f"trained {scale.epochs} epochs, teachers {scale.teacher_epochs}. Every number below was measured by this run; "
-        "every verdict is computed from them. A claim reported as held with a difference smaller than the seed "
-        "spread is flagged as not conclusive.",
+        f"every verdict is computed from them. Verdict rule: {RULE}.",
         f"Total compute: {sum(ctx.used.values()) / 60:.1f} min of run wall time over {len(ctx.used)} runs (each "
         "counted once; a second invocation reuses finished runs).",
     ]

@@ -186,8 +186,8 @@ def augmentation(ctx: StudyContext, scale: Scale) -> Outcome:
         d = views["combined"].mean - views["baseline"].mean
         paragraphs.append(
             f"Claim: heavy augmentation lowers agreement on the distillation data substantially — "
-            f"{word(d < -0.02, views['combined'], views['baseline'])}: view agreement {views['combined'].show()} % "
-            "(combined) vs "
+            f"{word(d < -0.02, views['combined'], views['baseline'], -0.02)}: view agreement "
+            f"{views['combined'].show()} % (combined) vs "
             f"{views['baseline'].show()} % (baseline), {100 * d:+.2f} points; test agreement "
             f"{test['combined'].show()} % vs {test['baseline'].show()} %."
         )

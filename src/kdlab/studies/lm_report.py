@@ -11,7 +11,7 @@ from kdlab.core.files import write_atomic, write_json
 from kdlab.reporting.table import format_table
 from kdlab.studies.lm_scale_report import cross_section, top_k_section
 from kdlab.studies.runner import Stat
-from kdlab.studies.verdicts import word
+from kdlab.studies.verdicts import RULE, word
 
 HEADERS = ["condition", "test CE", "agreement %", "KL", "top-5 overlap %", "ECE %", "teacher logp of samples",
            "tokens/s"]  # fmt: skip
@@ -129,6 +129,8 @@ def write(
         "```",
         "",
         *[f"- {v}" for v in verdicts(rows)],
+        "",
+        f"Verdict rule: {RULE}.",
         "",
         "## Top-k teacher caches",
         "",

@@ -15,13 +15,21 @@ class Outcome:
     numbers: dict[str, Any]
 
 
-def word(held: bool, a: Stat | None = None, b: Stat | None = None) -> str:
-    """'held' / 'did not hold', flagged as not conclusive when the difference of ``a`` and ``b`` is smaller
-    than the larger of their seed standard deviations."""
-    text = "held" if held else "did not hold"
-    if a is not None and b is not None and abs(a.mean - b.mean) < max(a.std, b.std):
-        text += " (not conclusive: the difference is smaller than the seed spread)"
-    return text
+def word(held: bool, a: Stat | None = None, b: Stat | None = None, boundary: float = 0.0) -> str:
+    """The verdict on a claim about ``a − b``, whose threshold is ``boundary`` (0: a beats b; −0.005: a is within
+    half a point of b): ``not conclusive`` (with the numbers) when the difference lies closer to the threshold than
+    the larger of the two seed standard deviations, else ``held`` or ``did not hold`` as ``held`` says — the rule
+    every study report states."""
+    if a is not None and b is not None:
+        margin, spread = abs(a.mean - b.mean - boundary), max(a.std, b.std)
+        if margin < spread:
+            what = "difference" if boundary == 0 else f"difference's distance from the threshold {boundary:+.3g}"
+            return f"not conclusive (the {what}, {margin:.3g}, is smaller than the seed spread, {spread:.3g})"
+    return "held" if held else "did not hold"
+
+
+RULE = ("a verdict is not conclusive when the difference it rests on lies closer to the claim's threshold than the "
+        "larger of the two seed standard deviations; otherwise held or did not hold as the numbers say")  # fmt: skip
 
 
 def pct(x: float) -> str:
