@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kdlab.cache.store import CachedOutputs, CacheWriter, StaleCacheError, open_cache
+from kdlab.cache.store import CachedOutputs, CacheWriter, open_cache, valid_cache
 from kdlab.data.loader import TensorLoader
 from kdlab.training import distributed
 from kdlab.training.teachers import Teacher
@@ -51,12 +51,9 @@ def find_or_build(
     """The valid cache in ``folder``, built first when missing, stale or damaged; returns it and whether it was
     built now (top-k compressed when ``key['top_k']`` is set). ``loader`` visits every training image in index
     order, and has the stored views if there are any."""
-    try:
-        return open_cache(folder, key), False
-    except FileNotFoundError:
-        pass
-    except StaleCacheError as exc:
-        log(f"{exc} Rebuilding it.")
+    found = valid_cache(folder, key, log)
+    if found is not None:
+        return found, False
     views = len(loader.views) if loader.views is not None else 1
     began = time.perf_counter()
     writer = CacheWriter(folder, key, len(loader.x), views, key["top_k"])

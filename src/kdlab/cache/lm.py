@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.cache.key import FORMAT, tensor_digest, weights_digest
-from kdlab.cache.store import CachedOutputs, CacheWriter, StaleCacheError, open_cache
+from kdlab.cache.store import CachedOutputs, CacheWriter, open_cache, valid_cache
 from kdlab.core.batch import Batch
 from kdlab.core.outputs import ModelOutput
 from kdlab.data.lm import LMLoader, LMTokens
@@ -107,15 +107,6 @@ def teacher_log_probs(
             yield batch, F.log_softmax(logits / temperature, dim=-1)
 
 
-def is_valid(folder: Path, key: dict[str, Any]) -> bool:
-    """Whether ``folder`` holds a whole cache made for ``key``."""
-    try:
-        open_cache(folder, key)
-    except (FileNotFoundError, StaleCacheError):
-        return False
-    return True
-
-
 def find_or_build(
     teacher: Teacher,
     loader: LMLoader,
@@ -128,12 +119,9 @@ def find_or_build(
 ) -> tuple[CachedOutputs, bool]:
     """The valid cache in ``folder``, built first when missing, stale or damaged; returns it and whether it was built
     now. ``loader`` visits every training sequence in index order (no shuffling)."""
-    try:
-        return open_cache(folder, key), False
-    except FileNotFoundError:
-        pass
-    except StaleCacheError as exc:
-        log(f"{exc} Rebuilding it.")
+    found = valid_cache(folder, key, log)
+    if found is not None:
+        return found, False
     offsets = target_offsets(tokens)
     began = time.perf_counter()
     writer = CacheWriter(folder, key, int(offsets[-1]), 1, key["top_k"], value_dtype=key["dtype"])

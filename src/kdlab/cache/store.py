@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,20 @@ def open_cache(folder: Path, key: dict[str, Any]) -> CachedOutputs:
         except (OSError, ValueError) as exc:
             raise StaleCacheError(f"The teacher-output cache {folder} is damaged ({path.name}: {exc}).") from None
     return CachedOutputs(folder, meta, arrays)
+
+
+def valid_cache(
+    folder: Path, key: dict[str, Any], log: Callable[[str], None] = lambda message: None
+) -> CachedOutputs | None:
+    """The complete cache in ``folder`` made for ``key``, or None when there is none or it is stale (``log`` says
+    what differs, before it is rebuilt)."""
+    try:
+        return open_cache(folder, key)
+    except FileNotFoundError:
+        return None
+    except StaleCacheError as exc:
+        log(f"{exc} Rebuilding it.")
+        return None
 
 
 class CacheWriter:

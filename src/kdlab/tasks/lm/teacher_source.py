@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from kdlab.cache.build import cache_folder, cache_root, shared_build
-from kdlab.cache.lm import TopKTeacher, find_or_build, is_valid, lm_cache_key, target_offsets, teacher_log_probs
+from kdlab.cache.lm import TopKTeacher, find_or_build, lm_cache_key, target_offsets, teacher_log_probs
 from kdlab.cache.select import TeacherSource
 from kdlab.cache.settings import CacheConfig
-from kdlab.cache.store import CachedOutputs
+from kdlab.cache.store import CachedOutputs, valid_cache
 from kdlab.data.lm import LMLoader, LMTokens
 from kdlab.pipeline.task import Log
 from kdlab.training import distributed
@@ -66,8 +66,10 @@ def teacher_source(
     def passes() -> None:  # a sharded teacher: every process runs the build's teacher passes
         collections.deque(teacher_log_probs(teacher, loader, temperature, autocast), maxlen=0)
 
-    sharded = distributed.is_sharded(teacher.members[0])
-    cache, built = shared_build(build, passes, lambda: is_valid(folder, key)) if sharded else shared_build(build)
+    if distributed.is_sharded(teacher.members[0]):
+        cache, built = shared_build(build, passes, lambda: valid_cache(folder, key) is not None)
+    else:
+        cache, built = shared_build(build)
     source = TopKTeacher(cache, target_offsets(tokens), device)
     targets = max(int(target_offsets(tokens)[-1]), 1)
     described = {
