@@ -1,6 +1,7 @@
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,4 +51,28 @@ def _interrupt(args: list[str], once: Path, env: dict[str, str]) -> tuple[int, s
 def interrupt() -> Callable[[list[str], Path, dict[str, str]], tuple[int, str]]:
     """Ctrl-C a kdlab command at its first checkpoint (see :func:`_interrupt`)."""
     return _interrupt
+
+
+def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 -m kdlab ARGS``, each worker on one thread (gloo on CPU)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kdlab"]
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def torchrun() -> Callable[..., subprocess.CompletedProcess]:
+    """Run a kdlab command in two torchrun processes (see :func:`_torchrun`)."""
+    return _torchrun
+
+
+@pytest.fixture
+def one_thread():
+    """This process computes like each torchrun worker (OMP_NUM_THREADS=1), and gets its threads back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 

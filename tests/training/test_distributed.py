@@ -11,8 +11,6 @@ gradient is a weighted sum of two half-batch gradients instead of one sum over t
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,28 +54,16 @@ FILES = {"config.yaml", "run.json", "metrics.jsonl", "summary.json", "model.pt",
 RELATIVE = 1e-4  # float32 summation order over ~27 steps moves the figures by ~1e-7; a wrong weight, ~1e-3
 
 
-def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kdlab"]
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def close(a: float, b: float) -> bool:
     return abs(a - b) <= RELATIVE * max(abs(a), abs(b), 1e-3)
 
 
-@pytest.fixture
-def one_thread():
-    """This process computes like each torchrun worker (OMP_NUM_THREADS=1), and gets its threads back after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_two_processes_give_the_one_process_run_and_only_rank_0_writes(fashion_mnist_available, one_thread, tmp_path):
+def test_two_processes_give_the_one_process_run_and_only_rank_0_writes(
+    fashion_mnist_available, one_thread, torchrun, tmp_path
+):
     assert main([*RUN, f"runs_dir={tmp_path / 'one'}", "name=run"]) == 0
-    out = torchrun(*RUN, f"runs_dir={tmp_path / 'two'}")  # no name: rank 0's time-stamped one reaches rank 1
+    # no name: rank 0's time-stamped one reaches rank 1
+    out = torchrun(*RUN, f"runs_dir={tmp_path / 'two'}", timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("kd student") == 1 and "Traceback" not in out.stderr
     (folder,) = [p for p in (tmp_path / "two").iterdir() if p.is_dir()]
@@ -100,7 +86,7 @@ def test_two_processes_give_the_one_process_run_and_only_rank_0_writes(fashion_m
         assert close(one_final[split]["kl"], two_final[split]["kl"]), (one_final[split], two_final[split])
 
 
-def test_an_error_on_rank_0_ends_every_rank_and_is_reported_once(tmp_path):
+def test_an_error_on_rank_0_ends_every_rank_and_is_reported_once(tmp_path, torchrun):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.yaml").write_text("name: taken\n")
     out = torchrun("train", "data=synthetic", f"runs_dir={tmp_path}", "name=taken", "--quiet", timeout=60)

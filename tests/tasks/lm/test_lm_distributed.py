@@ -4,9 +4,6 @@ token sum (``Batch.global_share``) and the processes run the same micro-batches.
 what remains is float32 summation order."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,22 +15,8 @@ JOB = ["distill", STUDENT, "method=lm_kd", "method.divergence=jsd", *SMALL[:-1],
        "optim.momentum=0", "--quiet"]  # fmt: skip
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kdlab"]
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=240)
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("sharding", ["fsdp=false", "fsdp=true"])
-def test_two_processes_train_the_one_process_student(capsys, tmp_path, lm_teacher, one_thread, sharding):
+def test_two_processes_train_the_one_process_student(capsys, tmp_path, lm_teacher, one_thread, torchrun, sharding):
     code, _, err = run(capsys, *JOB, f"teacher={lm_teacher}", sharding, f"runs_dir={tmp_path}", "name=one")
     assert code == 0, err
     two = torchrun(*JOB, f"teacher={lm_teacher}", sharding, f"runs_dir={tmp_path}", "name=two")
@@ -46,7 +29,9 @@ def test_two_processes_train_the_one_process_student(capsys, tmp_path, lm_teache
     assert (tmp_path / "two" / "model" / "config.json").is_file()
 
 
-def test_fsdp_shards_the_teacher_too_with_the_top_k_cache_and_chunked_losses(capsys, tmp_path, lm_teacher, one_thread):
+def test_fsdp_shards_the_teacher_too_with_the_top_k_cache_and_chunked_losses(
+    capsys, tmp_path, lm_teacher, one_thread, torchrun
+):
     """Under fsdp the teacher is sharded as well: the top-k cache is built by the teacher passes of both processes
     (rank 0 writes), the chunked loss reads the teacher's output head after its forward pass, and the student ends
     as in one process (which builds its own cache)."""
@@ -69,7 +54,7 @@ def test_fsdp_shards_the_teacher_too_with_the_top_k_cache_and_chunked_losses(cap
     assert one_summary["teacher"]["test"]["nll"] == pytest.approx(two_summary["teacher"]["test"]["nll"], rel=1e-5)
 
 
-def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, lm_teacher):
+def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, lm_teacher, torchrun):
     out = torchrun(*JOB, f"teacher={lm_teacher}", "data.batch_size=7", f"runs_dir={tmp_path}", "name=bad")
     assert out.returncode != 0 and "must be a multiple of 2" in out.stderr, out.stderr[-2000:]  # torchrun: 1
     assert out.stderr.count("kdlab: error:") == 1  # reported once, by rank 0
