@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.analysis.adversarial import calibrate_epsilon, changed, fooling_rates, ifgsm
+from kdlab.analysis.adversarial import calibrate_epsilon, changed, fooled_per_image, fooling_rates, ifgsm
 
 
 def linear(seed: int) -> nn.Sequential:
@@ -42,3 +42,11 @@ def test_student_rates_are_conditional_on_fooling_the_attacked_model():
     rates = fooling_rates(net, {"same": net, "other": other, "constant": constant}, x, y, 0.2)
     assert 0 < rates["attacked"] <= 100 and rates["n"] == pytest.approx(rates["attacked"] / 100 * len(x))
     assert rates["same"] == 100.0 and rates["constant"] == 0.0 and 0.0 <= rates["other"] <= 100.0
+
+
+def test_the_per_image_form_gives_the_rates():
+    net, other, (x, y) = linear(0), linear(1), data()
+    fooled, hits = fooled_per_image(net, {"same": net, "other": other}, x, y, 0.2)
+    rates = fooling_rates(net, {"same": net, "other": other}, x, y, 0.2)
+    assert len(hits["other"]) == int(fooled.sum()) == rates["n"] and bool(hits["same"].all())
+    assert 100 * hits["other"].double().mean().item() == pytest.approx(rates["other"])

@@ -48,6 +48,27 @@ def test_results_hold_every_analysis_with_numbers_in_range(report):
     assert len(matrix) == 3 and all(0 <= v <= 1 + 1e-9 for row in matrix for v in row)
 
 
+def test_every_analysis_compares_each_student_with_each_independent_student_against_the_control(report):
+    results = json.loads((report / "results.json").read_text())
+    adv = results["adversarial"]
+    blocks = [adv["transfer"], *results["invariance_transfer"].values(), results["boundary_transfer"]["test"],
+              results["cka_transfer"]]  # fmt: skip
+    for block in blocks:
+        assert block["references"] == ["ind seed0", "ind seed1"] and block["control"]["pairs"] == 2
+        assert block["control"]["mean"] == pytest.approx(0.0, abs=1e-9)  # a difference and its reverse
+        assert {"kd", "fitnets"} <= set(block["methods"]) and block["methods"]["kd"]["pairs"] == 4
+        assert all(e["low"] <= e["mean"] <= e["high"] for e in block["methods"].values())
+    assert adv["transfer"]["units"] == adv["teacher_attack"]["n"]  # the images that fooled the teacher
+    kd0 = adv["teacher_attack"]["kd seed0"] - adv["teacher_attack"]["ind seed1"]
+    assert adv["transfer"]["pairs"]["kd seed0"]["ind seed1"] == pytest.approx(kd0)
+    assert adv["control_transfer"]["references"] == ["ind seed0"] and "control" not in adv["control_transfer"]
+    assert set(results["invariance_transfer"]["jitter"]["methods"]) == {"teacher", "kd", "fitnets"}
+    assert results["boundary_transfer"]["test"]["units"] == 50  # triplets
+    assert results["cka_transfer"]["units"] == 1 and results["cka_transfer"]["bootstrap"]["resampled"] == "model seeds"
+    last = results["cka"]["kd seed1"]["matrix"][-1][-1] - results["cka"]["ind seed0"]["matrix"][-1][-1]
+    assert results["cka_transfer"]["pairs"]["kd seed1"]["ind seed0"] == pytest.approx(100 * last)
+
+
 def test_the_report_embeds_every_figure(report):
     page, md = (report / "report.html").read_text(), (report / "report.md").read_text()
     figures = sorted(p.name for p in report.glob("*.png"))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from kdlab.analysis.boundaries import boundary_similarity, plane_grid, region_iou
+from kdlab.analysis.boundaries import boundary_ious, boundary_similarity, plane_grid, region_iou
 
 
 def test_the_grid_lies_on_the_plane_and_covers_the_three_images():
@@ -42,3 +42,5 @@ def test_a_model_against_itself_scores_one_and_a_constant_model_less():
     assert boundary_similarity(net, constant, images, 3, triplets=5, steps=10) == other  # same seed, same triplets
     with pytest.raises(ValueError, match="at least 3"):
         boundary_similarity(net, net, images[:2], 3)
+    ious = boundary_ious(net, {"same": net, "constant": constant}, images, 3, triplets=5, steps=10)
+    assert ious["same"].tolist() == [1.0] * 5 and float(ious["constant"].mean()) == pytest.approx(other["iou"])

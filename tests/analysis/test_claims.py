@@ -17,32 +17,27 @@ def localisation(control=(46.0, 54.0), **methods) -> dict:
             "bootstrap": {"rounds": 100, "confidence": 0.95, "resampled": "images and model seeds"}}  # fmt: skip
 
 
+def block(control=(-2.0, 2.0), **methods) -> dict:
+    """A comparison block (differences in points) with the given methods' intervals."""
+    return {"units": 100, "references": ["ind seed0", "ind seed1"], "methods": {m: estimate(*v) for m, v in
+            methods.items()}, "control": estimate(*control, pairs=2), "bootstrap": {"rounds": 100, "confidence": 0.95,
+            "resampled": "images and model seeds"}}  # fmt: skip
+
+
 def results(**overrides):
     base = {
         "models": MODELS,
         "localisation": localisation(kd=(60.0, 64.0, 2.0), fitnets=(45.0, 60.0, 0.0)),
         "adversarial": {
             "epsilon": 0.05,
-            "teacher_attack": {
-                "attacked": 85.0,
-                "n": 85,
-                "kd seed0": 60,
-                "kd seed1": 62,
-                "fitnets seed0": 70,
-                "ind seed0": 50,
-                "ind seed1": 52,
-            },
-            "control_attack": {
-                "attacked": 80.0,
-                "n": 80,
-                "kd seed0": 40,
-                "kd seed1": 41,
-                "fitnets seed0": 39,
-                "ind seed0": 40,
-            },
+            "images": 500,
+            "teacher_attack": {"attacked": 85.0, "n": 425, "ind seed0": 50, "ind seed1": 52},
+            "transfer": block(kd=(6.0, 12.0), fitnets=(-1.0, 8.0)),
+            "control_transfer": block(kd=(-3.0, 3.0), fitnets=(-4.0, 1.0)),
         },
-        "boundaries": {m: {"iou": 0.5, "std": 0.1} for m in MODELS},
-        "invariance": {"jitter": {"strengths": [0.3, 0.6], "teacher": [90, 80], **{m: [70, 60] for m in MODELS}}},
+        "boundary_transfer": {"test": block(kd=(1.0, 3.0), fitnets=(-5.0, 1.0))},
+        "invariance_transfer": {"jitter": block(teacher=(5.0, 9.0), kd=(3.0, 4.0), fitnets=(-1.0, 1.0))},
+        "cka_transfer": block(kd=(3.0, 5.0), fitnets=(-6.0, -3.0)),
     }
     return base | overrides
 
@@ -57,8 +52,6 @@ def test_the_verdicts_follow_the_numbers():
     assert "kd 62.00 ± 2.00 [60.00, 64.00] % (held), fitnets 52.50 ± 2.00 [45.00, 60.00] % (not conclusive)" in text
     assert "control (independent students against each other, 2 ordered pairs) 50.00 ± 2.00 [46.00, 54.00] %" in text
     assert "its pairs ranging 47.00–53.00 %. Ties, counted half: 2 of 800 per-image comparisons. Rule — held:" in text
-    assert "independent ones — held: Ind 51.00 %, kd 61.00 ± 1.41 % (+10.00), fitnets 70.00 % (+19.00)" in text
-    assert "(|Δ| ≤ 2 points) — held" in text
     assert "— held." in claims.localisation(results(localisation=localisation(kd=(56.0, 58.0))))
     short = localisation(kd=(54.5, 54.9))  # above the control's interval, but wholly below the paper's 55 %
     assert "— did not hold." in claims.localisation(results(localisation=short))
@@ -68,25 +61,39 @@ def test_the_verdicts_follow_the_numbers():
     assert "needs at least two independent students" in claims.localisation(results(localisation=one))
 
 
-def test_the_domain_claim_needs_gains_on_both_shifted_domains_and_none_on_orig():
-    def row(kd_color: float) -> dict:
-        cells = {m: {"accuracy": 90.0, "consensus": 80.0} for m in MODELS}
-        return {"teacher": {"accuracy": 95.0}, **cells}
+def test_fooling_transfer_is_judged_per_method_against_the_control_and_checked_on_an_unrelated_attack():
+    text = claims.vulnerability(results())
+    assert "more often than independent ones — held for 1 of 2 methods (kd)." in text
+    assert "kd +9.00 ± 2.00 [+6.00, +12.00] (held), fitnets +3.50 ± 2.00 [-1.00, +8.00] (not conclusive)" in text
+    assert "control (independent students against each other, 2 ordered pairs) +0.00 ± 2.00 [-2.00, +2.00]" in text
+    assert "are fooled on 51.00 % of them" in text
+    assert "than the other independent students — held:" in text  # nothing conclusive on the unrelated attack
+    leaky = results()
+    leaky["adversarial"]["control_transfer"] = block(kd=(3.0, 5.0), fitnets=(-4.0, 1.0))
+    assert "than the other independent students — did not hold:" in claims.vulnerability(leaky)
 
-    domains = {"orig": row(0), "color": row(0), "texture": row(0)}
-    for m in ("kd seed0", "kd seed1", "fitnets seed0"):
-        domains["color"][m] = {"accuracy": 95.0, "consensus": 90.0}
-        domains["texture"][m] = {"accuracy": 93.0, "consensus": 90.0}
-    assert "— held for every method" in claims.domains(results(domains=domains))
-    domains["texture"]["fitnets seed0"] = {"accuracy": 90.5, "consensus": 80.0}
-    assert "— held for 1 of 2 methods" in claims.domains(results(domains=domains))
+
+def test_the_domain_claim_needs_held_gains_on_both_shifted_domains():
+    gains = {"orig": block(kd=(-1.0, 1.0), fitnets=(-1.0, 1.0)), "color": block(kd=(4.0, 6.0), fitnets=(3.0, 8.0)),
+             "texture": block(kd=(3.0, 5.0), fitnets=(2.5, 4.0))}  # fmt: skip
+    assert "— held for every method." in claims.domains(results(domain_transfer=gains))
+    gains["texture"] = block(kd=(3.0, 5.0), fitnets=(1.0, 4.0))  # fitnets overlaps the control on texture
+    text = claims.domains(results(domain_transfer=gains))
+    assert "— held for 1 of 2 methods (kd)." in text and "texture: kd +4.00" in text
+    assert claims.domains(results()) == ""  # no domains data set, no paragraph
+
+
+def test_boundaries_and_representations_list_every_method_with_its_verdict():
+    bounds = claims.boundaries(results())
+    assert "test: kd +2.00 ± 2.00 [+1.00, +3.00] (not conclusive), fitnets -2.00" in bounds  # touches the control
+    cka = claims.representations(results())
+    assert "— held for 1 of 2 methods (kd)" in cka and "fitnets -4.50 ± 2.00 [-6.00, -3.00] (did not hold)" in cka
 
 
 def test_invariance_inheritance_needs_a_teacher_more_invariant_than_ind():
-    same = claims.invariance(results())  # students exactly as invariant as Ind, teacher more
-    assert "— did not hold: teacher 85.00 %, Ind 65.00 %" in same
-    better = results()
-    better["invariance"]["jitter"]["kd seed0"] = [90, 80]
-    assert "— held: teacher 85.00 %" in claims.invariance(better)
-    weak = results(invariance={"jitter": {"strengths": [0.3], "teacher": [50], **{m: [70] for m in MODELS}}})
-    assert "not testable here" in claims.invariance(weak)
+    text = claims.invariance(results())
+    assert "— held for 1 of 2 methods (kd)." in text and "teacher +7.00" in text
+    weak = results(invariance_transfer={"jitter": block(teacher=(-1.0, 3.0), kd=(3.0, 4.0))})
+    assert "not testable here: the teacher is not more invariant than the independent students (not conclusive)" in (
+        claims.invariance(weak)
+    )

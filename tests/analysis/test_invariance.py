@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab.analysis.invariance import invariance_agreement, view_pair
+from kdlab.analysis.invariance import invariance_agreement, invariance_matches, view_pair
 
 
 def images(n: int = 64) -> torch.Tensor:
@@ -56,3 +56,13 @@ def test_colour_images_also_get_a_saturation_change_and_grey_pixels_stay_grey():
     spread = (b - b.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3))
     base = (x - x.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3))
     assert not torch.allclose(spread, base, rtol=0.05)  # the colour spread changed
+
+
+def test_the_per_image_matches_give_the_agreement_batch_by_batch():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(144, 3))
+    matches = invariance_matches(net, images(), "crop", 0.5, batch_size=20)
+    assert matches.shape == (64,) and matches.dtype == torch.bool
+    assert 100 * matches.double().mean().item() == pytest.approx(
+        invariance_agreement(net, images(), "crop", 0.5, batch_size=20)
+    )

@@ -52,15 +52,24 @@ def calibrate_epsilon(
     return best
 
 
+def fooled_per_image(
+    attacked: nn.Module, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilon: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Attack ``attacked`` (the teacher, or an unrelated control network): which images fooled it ``[N]`` bool, and
+    for each model whether it is fooled on each of those images ``[M]`` bool (M = how many fooled ``attacked``)."""
+    adv = ifgsm(attacked, x, y, epsilon)
+    fooled = changed(attacked, x, adv)
+    empty = torch.zeros(0, dtype=torch.bool)
+    return fooled, {name: changed(m, x[fooled], adv[fooled]) if fooled.any() else empty for name, m in models.items()}
+
+
 def fooling_rates(
     attacked: nn.Module, students: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilon: float
 ) -> dict[str, float]:
-    """Attack ``attacked`` (the teacher, or an unrelated control network) and report, in %, how often it is
-    fooled and how often each student is fooled on the images that fooled it (key ``n`` = their number)."""
-    adv = ifgsm(attacked, x, y, epsilon)
-    fooled = changed(attacked, x, adv)
+    """In %: how often ``attacked`` is fooled, and how often each student is fooled on the images that fooled it
+    (key ``n`` = their number; NaN for a student when none did)."""
+    fooled, hits = fooled_per_image(attacked, students, x, y, epsilon)
     out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
-    for name, student in students.items():
-        hit = changed(student, x[fooled], adv[fooled]) if fooled.any() else torch.zeros(0, dtype=torch.bool)
+    for name, hit in hits.items():
         out[name] = 100.0 * float(hit.double().mean()) if len(hit) else float("nan")
     return out

@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
-from kdlab.analysis.adversarial import calibrate_epsilon, fooling_rates
-from kdlab.analysis.boundaries import boundary_similarities
-from kdlab.analysis.domains import domain_transfer
+from kdlab.analysis.adversarial import calibrate_epsilon, fooled_per_image
+from kdlab.analysis.boundaries import boundary_ious, summarise
+from kdlab.analysis.comparison import compare, win_rates
+from kdlab.analysis.domains import domain_predictions, domain_rows
 from kdlab.analysis.gradcam import teacher_similarity
-from kdlab.analysis.invariance import invariance_agreement
+from kdlab.analysis.invariance import invariance_matches
 from kdlab.analysis.representations import cka_matrix
-from kdlab.analysis.stats import CONFIDENCE, RESAMPLED, ROUNDS, estimate, paired_scores
 from kdlab.analysis.subjects import Subjects
 from kdlab.data.domains import domain_test_sets
 from kdlab.data.loader import TensorLoader, to_float
@@ -26,6 +26,11 @@ def _last_stage(model: torch.nn.Module) -> str | None:
     return names[-1] if names else None
 
 
+def _candidates(s: Subjects) -> dict[str, str]:
+    """The students' labels → their methods (the candidates of every comparison)."""
+    return {name: s.methods.get(name, name) for name in s.students}
+
+
 def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """The CAM win rate of every student against every independent student (the references), per image with ties
     split; per method the mean over its (student seed × reference seed) pairs with a bootstrap interval over images
@@ -36,62 +41,84 @@ def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any
     if missing:
         return {"skipped": f"no stage_names (last conv stage) on {', '.join(missing)}"}
     teacher = (s.teacher, layers["teacher"])
-    sims = {name: teacher_similarity(teacher, (m, layers[name]), x, y) for name, m in {**s.students,
-                                                                                      **s.independent}.items()}
-    refs = list(s.independent)
-    out: dict[str, Any] = {"layer": layers["teacher"], "images": len(x), "references": refs, "pairs": {},
-                           "methods": {}, "bootstrap": {"rounds": ROUNDS, "confidence": CONFIDENCE,
-                                                       "resampled": RESAMPLED}}  # fmt: skip
-    for name in s.students:
-        out["pairs"][name] = {r: 100.0 * float(paired_scores(sims[name], sims[r]).mean()) for r in refs}
-    for method, names in _by_method(s.students, s.methods).items():
-        scores = torch.stack([torch.stack([paired_scores(sims[n], sims[r]) for r in refs]) for n in names])
-        ties = int(torch.stack([sims[n] == sims[r] for n in names for r in refs]).sum())
-        out["methods"][method] = estimate(scores, ties).as_dict()
-    ordered = [(a, b) for a in refs for b in refs if a != b]
-    if ordered:
-        scores = torch.stack([paired_scores(sims[a], sims[b]) for a, b in ordered])
-        rates = (100.0 * scores.mean(-1)).tolist()
-        out["control_pairs"] = {f"{a} vs {b}": rate for (a, b), rate in zip(ordered, rates, strict=True)}
-        ties = int(torch.stack([sims[a] == sims[b] for a, b in ordered]).sum())
-        out["control"] = estimate(scores, ties).as_dict()
-    return out
-
-
-def _by_method(students: dict[str, torch.nn.Module], methods: dict[str, str]) -> dict[str, list[str]]:
-    """Student labels grouped by their method, in order."""
-    grouped: dict[str, list[str]] = {}
-    for name in students:
-        grouped.setdefault(methods.get(name, name), []).append(name)
-    return grouped
+    sims = {
+        name: teacher_similarity(teacher, (m, layers[name]), x, y)
+        for name, m in {**s.students, **s.independent}.items()
+    }
+    return {"layer": layers["teacher"], "images": len(x), **win_rates(sims, _candidates(s), list(s.independent))}
 
 
 def vulnerability(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """Fooling rates under I-FGSM crafted on the teacher (ε for ≈ 85 % teacher fooling), and under the same
-    attack crafted on the control independent student Ind′ (an unrelated network for the others)."""
+    attack crafted on the control independent student Ind′ (an unrelated network for the others); ``transfer``
+    and ``control_transfer``: each student's fooling minus each independent student's, per image that fooled the
+    attacked network (points), against the same difference between independent students."""
     epsilon, reached = calibrate_epsilon(s.teacher, x, y, target=0.85)
     models = {**s.students, **s.independent}
-    out: dict[str, Any] = {"epsilon": epsilon, "teacher_attack": fooling_rates(s.teacher, models, x, y, epsilon)}
+    out: dict[str, Any] = {"epsilon": epsilon, "calibration_rate": 100 * reached, "images": len(x)}
+    fooled, hits = fooled_per_image(s.teacher, models, x, y, epsilon)
+    out["teacher_attack"] = _rates(fooled, hits)
+    if fooled.any():
+        out["transfer"] = compare(hits, _candidates(s), list(s.independent))
     ind = list(s.independent)
     if len(ind) > 1:
         others = {k: v for k, v in models.items() if k != ind[1]}
-        out["control_attack"] = fooling_rates(s.independent[ind[1]], others, x, y, epsilon)
-    out["calibration_rate"], out["images"] = 100 * reached, len(x)
+        fooled, hits = fooled_per_image(s.independent[ind[1]], others, x, y, epsilon)
+        out["control_attack"] = _rates(fooled, hits)
+        if fooled.any():
+            out["control_transfer"] = compare(hits, _candidates(s), [r for r in ind if r != ind[1]])
     return out
 
 
-def invariances(s: Subjects, x: torch.Tensor) -> dict[str, Any]:
+def _rates(fooled: torch.Tensor, hits: dict[str, torch.Tensor]) -> dict[str, float]:
+    out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
+    return out | {name: 100.0 * float(h.double().mean()) if len(h) else float("nan") for name, h in hits.items()}
+
+
+def invariances(s: Subjects, x: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agreement curves per transform (``{kind: {"strengths", name: [%]}}``) and, per transform, the comparison
+    of each image's agreement averaged over the strengths (the teacher is a candidate too: the claim is testable
+    only where it is more invariant than the independent students)."""
     models = {"teacher": s.teacher, **s.students, **s.independent}
-    out: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    transfer: dict[str, Any] = {}
     for kind, levels in STRENGTHS.items():
-        out[kind] = {"strengths": list(levels)}
+        curves[kind] = {"strengths": list(levels)}
+        units = {}
         for name, model in models.items():
-            out[kind][name] = [invariance_agreement(model, x, kind, level) for level in levels]  # type: ignore[arg-type]
-    return out
+            matches = torch.stack([invariance_matches(model, x, kind, level) for level in levels])  # type: ignore[arg-type]
+            curves[kind][name] = (100.0 * matches.double().mean(-1)).tolist()
+            units[name] = matches.float().mean(0)
+        transfer[kind] = compare(units, {"teacher": "teacher", **_candidates(s)}, list(s.independent))
+    return curves, transfer
+
+
+def boundaries(s: Subjects, x: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Region IoU with the teacher per model (mean, std over the triplets) and its comparison per triplet."""
+    ious = boundary_ious(s.teacher, {**s.students, **s.independent}, x, s.info.num_classes)
+    return summarise(ious), compare(ious, _candidates(s), list(s.independent))
+
+
+def representations(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Linear-CKA matrices (teacher stages × student stages), and the comparison of the last stages' CKA — one
+    number per model, so its interval resamples the model seeds only."""
+    stages = getattr(s.teacher, "stage_names", ())
+    models = {**s.students, **s.independent}
+    batches = TensorLoader(x, y, 250)
+    cka = {
+        n: {"teacher": list(stages), "student": list(m.stage_names),  # type: ignore[union-attr]
+            "matrix": cka_matrix(s.teacher, m, batches.epoch(0)).tolist()}
+        for n, m in models.items()
+        if stages and getattr(m, "stage_names", ())
+    }  # fmt: skip
+    if set(cka) != set(models):
+        return cka, None
+    units = {n: torch.tensor([c["matrix"][-1][-1]], dtype=torch.float64) for n, c in cka.items()}
+    return cka, compare(units, _candidates(s), list(s.independent), resampled="model seeds")
 
 
 def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
-    """Every analysis; plain numbers (percentages where rates)."""
+    """Every analysis; plain numbers (percentages where rates, points where differences)."""
     x, y = s.test_images(images)
     models = {**s.students, **s.independent}
     results: dict[str, Any] = {
@@ -100,27 +127,25 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
         "images": len(x),
         "localisation": localisation(s, x, y),
         "adversarial": vulnerability(s, x[:500], y[:500]),
-        "invariance": invariances(s, x),
-        "boundaries": boundary_similarities(s.teacher, models, x, s.info.num_classes),
     }
-    batches = TensorLoader(x, y, 250)
-    stages = getattr(s.teacher, "stage_names", ())
-    results["cka"] = {
-        n: {
-            "teacher": list(stages),
-            "student": list(m.stage_names),
-            "matrix": cka_matrix(s.teacher, m, batches.epoch(0)).tolist(),
-        }  # type: ignore[union-attr]
-        for n, m in models.items()
-        if stages and getattr(m, "stage_names", ())
-    }
+    results["invariance"], results["invariance_transfer"] = invariances(s, x)
+    results["boundaries"], test_boundaries = boundaries(s, x)
+    results["boundary_transfer"] = {"test": test_boundaries}
+    results["cka"], cka_transfer = representations(s, x, y)
+    if cka_transfer is not None:
+        results["cka_transfer"] = cka_transfer
     if s.data.get("name") == "domains":
         base, seed = str(s.data.get("base", "mnist")), int(s.data.get("seed", 0))  # type: ignore[call-overload]
-        results["domains"] = domain_transfer(s.teacher, models, base=base, seed=seed)
-        results["boundaries_by_domain"] = {
-            domain: boundary_similarities(s.teacher, models, to_float(dx[:images]), s.info.num_classes)
-            for domain, (dx, _) in domain_test_sets(base, seed).items()
-        }
+        predictions = domain_predictions({"teacher": s.teacher, **models}, base, seed)
+        results["domains"], results["domain_transfer"] = domain_rows(predictions), {}
+        for domain, (labels, predicted) in predictions.items():
+            correct = {name: p == labels for name, p in predicted.items()}
+            results["domain_transfer"][domain] = compare(correct, _candidates(s), list(s.independent))
+        results["boundaries_by_domain"] = {}
+        for domain, (dx, _) in domain_test_sets(base, seed).items():
+            results["boundaries_by_domain"][domain], results["boundary_transfer"][domain] = boundaries(
+                s, to_float(dx[:images])
+            )
     return results
 
 

@@ -42,7 +42,7 @@ def region_iou(pred_a: torch.Tensor, pred_b: torch.Tensor, num_classes: int) -> 
 
 
 @torch.no_grad()
-def boundary_similarities(
+def boundary_ious(
     reference: nn.Module,
     models: dict[str, nn.Module],
     images: torch.Tensor,
@@ -53,10 +53,10 @@ def boundary_similarities(
     margin: float = 0.1,
     seed: int = 0,
     batch_size: int = 500,
-) -> dict[str, dict[str, float]]:
-    """Per model: mean and std of the region IoU with ``reference`` over ``triplets`` random triplets of
-    ``images`` (``[N, C, H, W]``, N ≥ 3) — the same triplets for every model and every call with ``seed``;
-    the reference classifies each plane once."""
+) -> dict[str, torch.Tensor]:
+    """Per model: the region IoU with ``reference`` on each of ``triplets`` random triplets of ``images``
+    (``[N, C, H, W]``, N ≥ 3), ``[triplets]`` float64 — the same triplets for every model and every call with
+    ``seed``; the reference classifies each plane once."""
     if len(images) < 3:
         raise ValueError(f"decision-boundary similarity needs at least 3 images, got {len(images)}")
     g = torch.Generator().manual_seed(seed)
@@ -73,11 +73,20 @@ def boundary_similarities(
         target = predict(reference)
         for name, model in models.items():
             scores[name].append(region_iou(target, predict(model), num_classes))
-    out = {}
-    for name, values in scores.items():
-        t = torch.tensor(values, dtype=torch.float64)
-        out[name] = {"iou": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "triplets": float(len(t))}
-    return out
+    return {name: torch.tensor(values, dtype=torch.float64) for name, values in scores.items()}
+
+
+def boundary_similarities(
+    reference: nn.Module, models: dict[str, nn.Module], images: torch.Tensor, num_classes: int, **options: int | float
+) -> dict[str, dict[str, float]]:
+    """Per model: mean and std of the region IoU with ``reference`` over the triplets of :func:`boundary_ious`."""
+    return summarise(boundary_ious(reference, models, images, num_classes, **options))  # type: ignore[arg-type]
+
+
+def summarise(ious: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Per model: mean and std of its per-triplet IoUs, and their number."""
+    return {name: {"iou": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "triplets": float(len(t))}
+            for name, t in ious.items()}  # fmt: skip
 
 
 def boundary_similarity(

@@ -6,24 +6,13 @@ import re
 import statistics
 from typing import Any
 
-from kdlab.analysis.stats import RULE, Estimate, verdict
+from kdlab.analysis.comparison import verdicts
+from kdlab.analysis.stats import RULE, Estimate
 
 
 def method_of(label: str) -> str:
     """``"kd seed1"`` → ``"kd"``; independent students (``ind seedN``, ``ind seedN′``) → ``"ind"``."""
     return re.sub(r" seed\d+′*$", "", label)
-
-
-def by_method(values: dict[str, float]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for label, value in values.items():
-        out.setdefault(method_of(label), []).append(value)
-    return out
-
-
-def show(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
 def _mean(values: list[float]) -> float:
@@ -41,10 +30,9 @@ def localisation(results: dict[str, Any]) -> str:
         return "Grad-CAM win rate: no verdict — it needs at least two independent students (the control)."
     control = Estimate(**loc["control"])
     methods = {m: Estimate(**e) for m, e in loc["methods"].items()}
-    parts = [f"{m} {e.show()} % ({verdict(e, control, paper=PAPER_KD_WIN_RATE if m == 'kd' else None)})"
-             for m, e in methods.items()]  # fmt: skip
-    kd = methods.get("kd")
-    claim = verdict(kd, control, paper=PAPER_KD_WIN_RATE) if kd is not None else "not measured (no KD student)"
+    words = verdicts(loc, paper={"kd": PAPER_KD_WIN_RATE})
+    parts = [f"{m} {e.show()} % ({words[m]})" for m, e in methods.items()]
+    claim = words.get("kd", "not measured (no KD student)")
     comparisons = (len(loc["pairs"]) * len(loc["references"]) + control.pairs) * loc["images"]
     ties = sum(e.ties for e in methods.values()) + control.ties
     return (
@@ -58,99 +46,126 @@ def localisation(results: dict[str, Any]) -> str:
     )
 
 
+def _listing(block: dict[str, Any], higher: bool = True) -> str:
+    """``method Δ ± std [low, high] (verdict)`` for every method of a comparison block (points)."""
+    v = verdicts(block, higher)
+    return ", ".join(f"{m} {Estimate(**e).show(signed=True)} ({v[m]})" for m, e in block["methods"].items())
+
+
+def _control(block: dict[str, Any]) -> str:
+    if "control" not in block:
+        return "no control (it needs at least two independent students)"
+    c = Estimate(**block["control"])
+    return f"control (independent students against each other, {c.pairs} ordered pairs) {c.show(signed=True)}"
+
+
+def _tally(v: dict[str, str]) -> str:
+    held = [m for m, word in v.items() if word == "held"]
+    if held and len(held) == len(v):
+        return "held for every method"
+    return f"held for {len(held)} of {len(v)} methods" + (f" ({', '.join(held)})" if held else "")
+
+
+def _intervals(block: dict[str, Any]) -> str:
+    boot = block["bootstrap"]
+    return (
+        f"mean ± std over (student seed × reference seed) pairs [{100 * boot['confidence']:.0f} % bootstrap interval "
+        f"over {boot['resampled']}]"
+    )
+
+
 def vulnerability(results: dict[str, Any]) -> str:
     adv = results["adversarial"]
-    teacher = by_method({k: v for k, v in adv["teacher_attack"].items() if k in results["models"]})
-    ind = _mean(teacher.get("ind", [float("nan")]))
-    gains = {m: _mean(v) - ind for m, v in teacher.items() if m != "ind"}
-    held = bool(gains) and all(g > 0 for g in gains.values())
-    text = (
+    head = (
         f"Claim: attacks crafted on the teacher (ε = {adv['epsilon']:.3f}, teacher fooled on "
-        f"{adv['teacher_attack']['attacked']:.1f} %) fool distilled students more often than independent ones — "
-        f"{'held' if held else 'did not hold'}: Ind {ind:.2f} %, "
-        + ", ".join(f"{m} {show(teacher[m])} % ({g:+.2f})" for m, g in gains.items())
-        + "."
+        f"{adv['teacher_attack']['attacked']:.1f} % of {adv['images']} images) fool distilled students more often "
+        "than independent ones"
     )
-    if "control_attack" in adv:
-        control = by_method({k: v for k, v in adv["control_attack"].items() if k in results["models"]})
-        c_ind = _mean(control.get("ind", [float("nan")]))
-        gaps = {m: _mean(v) - c_ind for m, v in control.items() if m != "ind"}
-        flat = all(abs(g) <= 2 for g in gaps.values())
+    if "transfer" not in adv:
+        return f"{head} — not measured: the attack fooled the teacher on no image."
+    block = adv["transfer"]
+    ind = _mean([v for k, v in adv["teacher_attack"].items() if method_of(k) == "ind" and k in results["models"]])
+    text = (
+        f"{head} — {_tally(verdicts(block))}. Fooling rate minus the independent students' (points, per image that "
+        f"fooled the teacher; {_intervals(block)}): {_listing(block)}; {_control(block)}; the independent students "
+        f"are fooled on {ind:.2f} % of them."
+    )
+    if "control_transfer" in adv:
+        check = adv["control_transfer"]
+        unrelated = "held" if all(word != "held" for word in verdicts(check).values()) else "did not hold"
+        if "control" not in check:
+            unrelated = "no verdict (it needs three independent students: one attacked, two to compare)"
         text += (
-            " Control: the same attack crafted on the independent student Ind′ should fool every student alike "
-            f"(|Δ| ≤ 2 points) — {'held' if flat else 'did not hold'}: "
-            + ", ".join(f"{m} {g:+.2f}" for m, g in gaps.items())
-            + " points against Ind."
+            " Check: the same attack crafted on the independent student Ind′, unrelated to the teacher, should fool "
+            f"no method conclusively more than the other independent students — {unrelated}: {_listing(check)}; "
+            f"{_control(check)}."
         )
     return text
 
 
 def domains(results: dict[str, Any]) -> str:
-    if "domains" not in results:
+    if "domain_transfer" not in results:
         return ""
-    parts, verdicts = [], []
-    for method in sorted({method_of(n) for n in results["models"]} - {"ind"}):
-        gains = {}
-        for domain, row in results["domains"].items():
-            mine = _mean([row[n]["accuracy"] for n in results["models"] if method_of(n) == method])
-            ind = _mean([row[n]["accuracy"] for n in results["models"] if method_of(n) == "ind"])
-            gains[domain] = mine - ind
-        verdicts.append(
-            gains.get("color", 0) >= 2 and gains.get("texture", 0) >= 2 and abs(gains.get("orig", 0)) <= 0.5
-        )
-        parts.append(f"{method}: " + ", ".join(f"{d} {g:+.2f}" for d, g in gains.items()))
+    blocks = results["domain_transfer"]
+    per_domain = {d: verdicts(b) for d, b in blocks.items()}
+    first = next(iter(blocks.values()))
+    held = {m: "held" if all(per_domain.get(d, {}).get(m) == "held" for d in ("color", "texture")) else "-"
+            for m in first["methods"]}  # fmt: skip
     return (
         "Claim: students trained on the original domain only inherit the teacher's knowledge of the colour and "
-        "texture domains (clear gains over Ind there, orig within ±0.5 points) — "
-        + (
-            "held for every method"
-            if all(verdicts)
-            else "held for " + str(sum(verdicts)) + f" of {len(verdicts)} methods"
-        )
-        + ": accuracy gains over Ind in points — "
-        + "; ".join(parts)
+        f"texture domains (accuracy above the independent students' there) — {_tally(held)}. "
+        f"Accuracy minus the independent students' (points, per test image; {_intervals(first)}): "
+        + "; ".join(f"{d}: {_listing(b)}, {_control(b)}" for d, b in blocks.items())
         + "."
     )
 
 
 def boundaries(results: dict[str, Any]) -> str:
-    table = results.get("boundaries_by_domain") or {"test": results["boundaries"]}
-    parts = []
-    for domain, row in table.items():
-        means = {m: _mean([v["iou"] for v in vals]) for m, vals in _group_dicts(row).items()}
-        parts.append(f"{domain}: " + ", ".join(f"{m} {v:.3f}" for m, v in means.items()))
+    blocks = results.get("boundary_transfer", {})
+    if not blocks:
+        return ""
     return (
-        "Decision-boundary similarity to the teacher (IoU of predicted regions on planes through test-image "
-        "triplets; the paper finds KD/Hint students above Ind, most on the shifted domains): " + "; ".join(parts) + "."
+        "Decision-boundary similarity to the teacher (the paper finds KD/Hint students' boundaries closer to the "
+        "teacher's than independent students', most on the shifted domains): region IoU with the teacher minus the "
+        f"independent students' (points, per test-image triplet; {_intervals(next(iter(blocks.values())))}) — "
+        + "; ".join(f"{d}: {_listing(b)}, {_control(b)}" for d, b in blocks.items())
+        + "."
     )
 
 
-def _group_dicts(row: dict[str, dict[str, float]]) -> dict[str, list[dict[str, float]]]:
-    out: dict[str, list[dict[str, float]]] = {}
-    for label, value in row.items():
-        out.setdefault(method_of(label), []).append(value)
-    return out
+def representations(results: dict[str, Any]) -> str:
+    block = results.get("cka_transfer")
+    if block is None:
+        return ""
+    return (
+        "Claim (App. 11.6): a distilled student's representation is closer to its teacher's than an independent "
+        f"student's — {_tally(verdicts(block))}. Linear CKA of the last stages minus the independent students' "
+        f"(points; {_intervals(block)}): {_listing(block)}; {_control(block)}."
+    )
 
 
 def invariance(results: dict[str, Any]) -> str:
-    curves = results["invariance"]["jitter"]
-    means = {
-        m: _mean([_mean(curves[n]) for n in results["models"] if method_of(n) == m])
-        for m in {method_of(n) for n in results["models"]}
-    }
-    ind = means.pop("ind")
-    teacher = _mean(curves["teacher"])
-    if teacher <= ind:
-        verdict = "not testable here: the teacher is no more invariant than the independent student"
+    block = results["invariance_transfer"]["jitter"]
+    v = verdicts(block)
+    teacher = v.pop("teacher", "not measured")
+    if teacher != "held":
+        claim = f"not testable here: the teacher is not more invariant than the independent students ({teacher})"
     else:
-        verdict = "held" if any(v > ind for v in means.values()) else "did not hold"
+        claim = _tally(v)
     return (
         "Claim: students inherit the teacher's invariance to colour changes (agreement between an image and its "
-        f"brightness/contrast-jittered copy, mean over strengths 0.3–0.6) — {verdict}: "
-        f"teacher {teacher:.2f} %, Ind {ind:.2f} %, " + ", ".join(f"{m} {v:.2f} %" for m, v in means.items()) + "."
+        f"brightness/contrast-jittered copy, per image averaged over strengths 0.3–0.6) — {claim}. Agreement minus "
+        f"the independent students' (points; {_intervals(block)}): " + _listing(block) + f"; {_control(block)}."
     )
 
 
 def paragraphs(results: dict[str, Any]) -> list[str]:
-    texts = [localisation(results), vulnerability(results), domains(results), boundaries(results), invariance(results)]
+    texts = [
+        localisation(results),
+        vulnerability(results),
+        domains(results),
+        boundaries(results),
+        invariance(results),
+        representations(results),
+    ]
     return [t for t in texts if t]

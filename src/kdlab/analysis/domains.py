@@ -17,20 +17,38 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.
         return torch.cat([model(to_float(x[s : s + batch_size])).argmax(-1) for s in range(0, len(x), batch_size)])
 
 
+def domain_predictions(
+    models: dict[str, nn.Module], base: str = "mnist", seed: int = 0
+) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``{domain: (labels [N], {name: predictions [N]})}`` on the test split of ``base`` rendered in every domain
+    (orig, color, texture)."""
+    out = {}
+    for domain, (x, y) in domain_test_sets(base, seed).items():
+        out[domain] = (y, {name: _predict(model, x) for name, model in models.items()})
+    return out
+
+
+def domain_rows(
+    predictions: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{domain: {"teacher": {"accuracy"}, name: {"accuracy", "consensus"}}}`` in % (consensus: top-1 agreement
+    with the teacher) from :func:`domain_predictions` of the teacher (named ``teacher``) and the students."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for domain, (y, predicted) in predictions.items():
+        t = predicted["teacher"]
+        row = {"teacher": {"accuracy": 100.0 * float((t == y).double().mean())}}
+        for name, s in predicted.items():
+            if name != "teacher":
+                row[name] = {
+                    "accuracy": 100.0 * float((s == y).double().mean()),
+                    "consensus": 100.0 * float((s == t).double().mean()),
+                }
+        out[domain] = row
+    return out
+
+
 def domain_transfer(
     teacher: nn.Module, students: dict[str, nn.Module], base: str = "mnist", seed: int = 0
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{domain: {"teacher": {"accuracy"}, name: {"accuracy", "consensus"}}}`` in %, on the test split of
-    ``base`` rendered in every domain (orig, color, texture)."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for domain, (x, y) in domain_test_sets(base, seed).items():
-        t = _predict(teacher, x)
-        row = {"teacher": {"accuracy": 100.0 * float((t == y).double().mean())}}
-        for name, student in students.items():
-            s = _predict(student, x)
-            row[name] = {
-                "accuracy": 100.0 * float((s == y).double().mean()),
-                "consensus": 100.0 * float((s == t).double().mean()),
-            }
-        out[domain] = row
-    return out
+    """:func:`domain_rows` of ``teacher`` and ``students`` on ``base`` rendered in every domain."""
+    return domain_rows(domain_predictions({"teacher": teacher, **students}, base, seed))

@@ -71,13 +71,20 @@ def view_pair(x: torch.Tensor, kind: Kind, strength: float, seed: int = 0) -> tu
 
 
 @torch.no_grad()
-def invariance_agreement(
+def invariance_matches(
     model: nn.Module, x: torch.Tensor, kind: Kind, strength: float, seed: int = 0, batch_size: int = 500
-) -> float:
-    """% of images whose two views (see :func:`view_pair`) get the same top-1 prediction from ``model``."""
-    same = 0
+) -> torch.Tensor:
+    """``[N]`` bool: the two views of each image (see :func:`view_pair`) get the same top-1 prediction."""
+    same = []
     with eval_mode(model):
         for s in range(0, len(x), batch_size):
             a, b = view_pair(x[s : s + batch_size], kind, strength, seed + s)
-            same += int((model(a).argmax(-1) == model(b).argmax(-1)).sum())
-    return 100.0 * same / len(x)
+            same.append(model(a).argmax(-1) == model(b).argmax(-1))
+    return torch.cat(same)
+
+
+def invariance_agreement(
+    model: nn.Module, x: torch.Tensor, kind: Kind, strength: float, seed: int = 0, batch_size: int = 500
+) -> float:
+    """% of images whose two views get the same top-1 prediction from ``model`` (:func:`invariance_matches`)."""
+    return 100.0 * float(invariance_matches(model, x, kind, strength, seed, batch_size).double().mean())

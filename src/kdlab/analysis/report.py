@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.analysis import claims, figures
-from kdlab.analysis.stats import RULE, Estimate, verdict
+from kdlab.analysis.comparison import verdicts
+from kdlab.analysis.stats import RULE
 from kdlab.analysis.subjects import Subjects
 from kdlab.core.files import write_json
 from kdlab.reporting.pages import Section, write_report
@@ -14,6 +15,24 @@ from kdlab.reporting.pages import Section, write_report
 
 def _f(value: float) -> str:
     return f"{value:.2f}"
+
+
+def comparison_table(
+    block: dict[str, Any], quantity: str, higher: bool = True, paper: dict[str, float] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """One row per method of a comparison block (:func:`kdlab.analysis.comparison.compare`) with its verdict, and
+    the control's row."""
+    words = verdicts(block, higher, paper)
+
+    def row(name: str, e: dict[str, Any], word: str) -> list[str]:
+        return [name, _f(e["mean"]), _f(e["std"]), f"[{_f(e['low'])}, {_f(e['high'])}]", str(e["pairs"]),
+                str(e["ties"]), word]  # fmt: skip
+
+    rows = [row(m, e, words[m]) for m, e in block["methods"].items()]
+    if "control" in block:
+        rows.append(row("control (Ind vs Ind)", block["control"], ""))
+    return [quantity, "mean", "std", f"{100 * block['bootstrap']['confidence']:.0f} % interval", "pairs",
+            "ties", "verdict"], rows  # fmt: skip
 
 
 def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
@@ -35,16 +54,10 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
         refs = loc["references"]
         cam.tables.append((["student", *[f"vs {r}" for r in refs]],
                            [[n, *[_f(row[r]) for r in refs]] for n, row in loc["pairs"].items()]))  # fmt: skip
-        control = loc.get("control")
-        summary = [[m, _f(e["mean"]), _f(e["std"]), f"[{_f(e['low'])}, {_f(e['high'])}]", str(e["pairs"]),
-                    str(e["ties"]), verdict(Estimate(**e), Estimate(**control)) if control else "-"]
-                   for m, e in loc["methods"].items()]  # fmt: skip
-        if control:
-            summary.append(["control (Ind vs Ind)", _f(control["mean"]), _f(control["std"]),
-                            f"[{_f(control['low'])}, {_f(control['high'])}]", str(control["pairs"]),
-                            str(control["ties"]), ""])  # fmt: skip
+        paper = {"kd": claims.PAPER_KD_WIN_RATE}
+        cam.tables.append(comparison_table(loc, "win rate by method (%)", paper=paper))
+        if "control_pairs" in loc:
             cam.tables.append((["control pair", "win rate %"], [[k, _f(v)] for k, v in loc["control_pairs"].items()]))
-        cam.tables.append((["method", "mean %", "std", "interval", "pairs", "ties", "vs control"], summary))
         cam.paragraphs.append(f"Verdict rule: {RULE}.")
         cam.figures.append((figures.cam_overlays(s, x, y, out), "Grad-CAM overlays: image, teacher, Ind, students."))
     adv = results["adversarial"]
@@ -60,6 +73,9 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
         for n in names
     ]
     attack.tables.append((["model", "attack on teacher %", "attack on Ind′ %"], rows))
+    for key, source in (("transfer", "teacher"), ("control_transfer", "Ind′")):
+        if key in adv:
+            attack.tables.append(comparison_table(adv[key], f"fooled minus Ind, attack on {source} (points)"))
     attack.figures.append((figures.fooling(adv, out), "Fooling rates per student and attack source."))
     inv = Section("Invariances (agreement between two views of each image, same views for every model)")
     inv.figures.append(
@@ -68,6 +84,9 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
     for kind, curves in results["invariance"].items():
         headers = [kind, *[f"s = {v:g}" for v in curves["strengths"]]]
         inv.tables.append((headers, [[n, *map(_f, vals)] for n, vals in curves.items() if n != "strengths"]))
+        inv.tables.append(
+            comparison_table(results["invariance_transfer"][kind], f"{kind}: agreement minus Ind (points)")
+        )
     bound = Section("Decision boundaries (IoU of predicted regions on planes through 50 test-image triplets)")
     bound.tables.append(
         (
@@ -75,6 +94,8 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
             [[n, f"{v['iou']:.4f}", f"{v['std']:.4f}"] for n, v in results["boundaries"].items()],
         )
     )
+    for domain, block in results.get("boundary_transfer", {}).items():
+        bound.tables.append(comparison_table(block, f"{domain}: IoU minus Ind (points)"))
     bound.figures.append(
         (figures.boundary_planes(s, x, out), "Predicted regions on the plane through three test images.")
     )
@@ -84,6 +105,8 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
         cka.figures.append(
             (figures.cka_heatmaps(results["cka"], out), "Linear CKA between stages (1,000 test images).")
         )
+        if "cka_transfer" in results:
+            cka.tables.append(comparison_table(results["cka_transfer"], "last-stage CKA minus Ind (points)"))
         out_sections.append(cka)
     if "domains" in results:
         dom = Section("Domain knowledge (teacher trained on every domain; students' data decides theirs)")
@@ -96,6 +119,8 @@ def sections(s: Subjects, results: dict[str, Any], out: Path) -> list[Section]:
             for d, r in results["domains"].items()
         ]
         dom.tables.append((["domain", "teacher acc. %", *[f"{n} acc. / consensus %" for n in results["models"]]], rows))
+        for domain, block in results.get("domain_transfer", {}).items():
+            dom.tables.append(comparison_table(block, f"{domain}: accuracy minus Ind (points)"))
         out_sections.append(dom)
     return out_sections
 
@@ -105,7 +130,12 @@ def write(s: Subjects, results: dict[str, Any], out: Path) -> Path:
     write_json(out / "results.json", results)
     intro = [
         f"Teacher {s.teacher_name}; students {', '.join(s.students) or '(none)'}; independent students "
-        f"{', '.join(s.independent)}. {results['images']} test images. Every number was measured by this command."
+        f"{', '.join(s.independent)}. {results['images']} test images. Every number was measured by this command.",
+        "Every figure below compares each student with each independent student on the same units (images, image "
+        "triplets, or one number per model), as a win rate or a difference in points; per method it gives the mean "
+        "and std over its (student seed × reference seed) pairs and a percentile bootstrap interval that draws the "
+        "units and the seeds again. The control is the same statistic between the independent students themselves "
+        f"(every ordered pair): what seeds alone do. Verdict rule — {RULE}.",
     ]
     verdicts = Section("The paper's claims on these models", claims.paragraphs(results))
     write_report(out, "kdlab analyze — what did the students inherit?", intro, [verdicts, *sections(s, results, out)])

@@ -42,8 +42,10 @@ class Estimate:
     pairs: int
     ties: int
 
-    def show(self) -> str:
-        return f"{self.mean:.2f} ± {self.std:.2f} [{self.low:.2f}, {self.high:.2f}]"
+    def show(self, signed: bool = False) -> str:
+        """``mean ± std [low, high]``; ``signed``: a difference, its mean and bounds with their signs."""
+        f = "+.2f" if signed else ".2f"
+        return f"{self.mean:{f}} ± {self.std:.2f} [{self.low:{f}}, {self.high:{f}}]"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
