@@ -37,6 +37,9 @@ def test_results_hold_every_analysis_with_numbers_in_range(report):
     assert all(0 <= v <= 100 for row in loc["pairs"].values() for v in row.values())
     assert set(loc["methods"]) == {"kd", "fitnets"} and loc["methods"]["kd"]["pairs"] == 4
     assert loc["control"]["mean"] == pytest.approx(50.0) and loc["control"]["pairs"] == 2  # Ind vs Ind′ and back
+    diagnosis = loc["diagnosis"]["measures"]
+    assert list(diagnosis) == ["cosine", "cosine, layer resolution", "Pearson"]
+    assert diagnosis["cosine"]["control_pairs"] == loc["control_pairs"]  # the statistic itself
     adv = results["adversarial"]
     assert 0 < adv["epsilon"] < 0.5 and abs(adv["teacher_attack"]["attacked"] - 85) < 10
     assert all(0 <= adv["teacher_attack"][m] <= 100 for m in results["models"])

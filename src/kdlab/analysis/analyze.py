@@ -11,7 +11,7 @@ from kdlab.analysis.adversarial import calibrate_epsilon, fooled_per_image
 from kdlab.analysis.boundaries import boundary_ious, summarise
 from kdlab.analysis.comparison import compare, win_rates
 from kdlab.analysis.domains import domain_predictions, domain_rows
-from kdlab.analysis.gradcam import teacher_similarity
+from kdlab.analysis.gradcam import MEASURES, cam_similarities
 from kdlab.analysis.invariance import invariance_matches
 from kdlab.analysis.representations import cka_matrix
 from kdlab.analysis.subjects import Subjects
@@ -35,17 +35,24 @@ def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any
     """The CAM win rate of every student against every independent student (the references), per image with ties
     split; per method the mean over its (student seed × reference seed) pairs with a bootstrap interval over images
     and seeds; the control is the same statistic between independent students (every ordered pair of two of them:
-    its mean is 50 % by symmetry, its spread is the null the methods are judged against)."""
+    its mean is 50 % by symmetry, its spread is the null the methods are judged against). ``diagnosis``: the
+    control pairs under every CAM similarity of :data:`MEASURES`, their ties, and the image-sampling band."""
     layers = {name: _last_stage(m) for name, m in {"teacher": s.teacher, **s.students, **s.independent}.items()}
     missing = [name for name, layer in layers.items() if layer is None]
     if missing:
         return {"skipped": f"no stage_names (last conv stage) on {', '.join(missing)}"}
     teacher = (s.teacher, layers["teacher"])
     sims = {
-        name: teacher_similarity(teacher, (m, layers[name]), x, y)
-        for name, m in {**s.students, **s.independent}.items()
+        name: cam_similarities(teacher, (m, layers[name]), x, y) for name, m in {**s.students, **s.independent}.items()
     }
-    return {"layer": layers["teacher"], "images": len(x), **win_rates(sims, _candidates(s), list(s.independent))}
+    refs = list(s.independent)
+    out = win_rates({n: v["cosine"] for n, v in sims.items()}, _candidates(s), refs)
+    diagnosis: dict[str, Any] = {"sampling_band": 100.0 * 1.96 * (0.25 / len(x)) ** 0.5, "measures": {}}
+    for measure in MEASURES:
+        block = win_rates({r: sims[r][measure] for r in refs}, {}, refs)
+        ties = block["control"]["ties"] if "control" in block else 0
+        diagnosis["measures"][measure] = {"control_pairs": block.get("control_pairs", {}), "ties": ties}
+    return {"layer": layers["teacher"], "images": len(x), **out, "diagnosis": diagnosis}
 
 
 def vulnerability(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:

@@ -16,9 +16,12 @@ from kdlab.core.modes import eval_mode
 from kdlab.training.taps import Taps
 
 
-def gradcam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def gradcam(
+    model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor, upsample: bool = True
+) -> torch.Tensor:
     """Grad-CAM maps ``[B, H, W]`` of ``classes`` ``[B]`` (use the ground-truth labels) at module ``layer``
-    (a 4-D output), in eval mode; the model's parameters get no gradient."""
+    (a 4-D output), in eval mode, upsampled to the input size (``upsample=False``: at the layer's own ``[h, w]``);
+    the model's parameters get no gradient."""
     with Taps(model, [layer]) as taps, eval_mode(model), torch.enable_grad():
         inputs = x.detach().requires_grad_(True)  # makes the graph exist even for a frozen model
         logits = model(inputs)
@@ -29,7 +32,40 @@ def gradcam(model: nn.Module, layer: str, x: torch.Tensor, classes: torch.Tensor
         (grads,) = torch.autograd.grad(score, activations)
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activations).sum(1, keepdim=True)).detach()
-    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0] if upsample else cam[:, 0]
+
+
+MEASURES = ("cosine", "cosine, layer resolution", "Pearson")
+"""The CAM similarities :func:`cam_similarities` gives: the statistic (cosine of the upsampled maps), and two
+variants that tell whether a result depends on the upsampling or on the similarity measure."""
+
+
+def _centred(maps: torch.Tensor) -> torch.Tensor:
+    return maps - maps.mean(1, keepdim=True)
+
+
+def cam_similarities(
+    teacher: tuple[nn.Module, str],
+    model: tuple[nn.Module, str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 200,
+) -> dict[str, torch.Tensor]:
+    """Per image ``[N]``, the similarity of ``model``'s Grad-CAM (true class) to the teacher's in every one of
+    :data:`MEASURES`: cosine of the maps upsampled to the input; cosine at the layers' own resolution (the larger
+    map average-pooled to the smaller one's size when they differ); Pearson correlation of the upsampled maps. Each
+    argument is ``(model, layer)``."""
+    out: dict[str, list[torch.Tensor]] = {m: [] for m in MEASURES}
+    for s in range(0, len(x), batch_size):
+        xb, yb = x[s : s + batch_size], y[s : s + batch_size]
+        native = [gradcam(net, layer, xb, yb, upsample=False)[:, None] for net, layer in (teacher, model)]
+        size = min(native[0].shape[-2:], native[1].shape[-2:])
+        pooled = [F.adaptive_avg_pool2d(m, size).flatten(1) for m in native]
+        up = [F.interpolate(m, size=xb.shape[-2:], mode="bilinear", align_corners=False).flatten(1) for m in native]
+        out["cosine"].append(F.cosine_similarity(up[0], up[1], dim=1))
+        out["cosine, layer resolution"].append(F.cosine_similarity(pooled[0], pooled[1], dim=1))
+        out["Pearson"].append(F.cosine_similarity(_centred(up[0]), _centred(up[1]), dim=1))
+    return {m: torch.cat(v) for m, v in out.items()}
 
 
 def teacher_similarity(
@@ -39,14 +75,9 @@ def teacher_similarity(
     y: torch.Tensor,
     batch_size: int = 200,
 ) -> torch.Tensor:
-    """Cosine similarity ``[N]`` between each image's Grad-CAM (true class) of ``model`` and the teacher's; each
-    argument is ``(model, layer)``."""
-    out = []
-    for s in range(0, len(x), batch_size):
-        xb, yb = x[s : s + batch_size], y[s : s + batch_size]
-        maps = [gradcam(net, layer, xb, yb).flatten(1) for net, layer in (teacher, model)]
-        out.append(F.cosine_similarity(maps[0], maps[1], dim=1))
-    return torch.cat(out)
+    """Cosine similarity ``[N]`` between each image's Grad-CAM (true class) of ``model`` and the teacher's,
+    upsampled to the input; each argument is ``(model, layer)``."""
+    return cam_similarities(teacher, model, x, y, batch_size)["cosine"]
 
 
 def cam_win_rate(
