@@ -137,7 +137,7 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
     }
     results["invariance"], results["invariance_transfer"] = invariances(s, x)
     results["boundaries"], test_boundaries = boundaries(s, x)
-    results["boundary_transfer"] = {"test": test_boundaries}
+    results["boundary_transfer"] = {"test": test_boundaries}  # replaced by the domains' own when there are domains
     results["cka"], cka_transfer = representations(s, x, y)
     if cka_transfer is not None:
         results["cka_transfer"] = cka_transfer
@@ -148,7 +148,7 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
         for domain, (labels, predicted) in predictions.items():
             correct = {name: p == labels for name, p in predicted.items()}
             results["domain_transfer"][domain] = compare(correct, _candidates(s), list(s.independent))
-        results["boundaries_by_domain"] = {}
+        results["boundaries_by_domain"], results["boundary_transfer"] = {}, {}
         for domain, (dx, _) in domain_test_sets(base, seed).items():
             results["boundaries_by_domain"][domain], results["boundary_transfer"][domain] = boundaries(
                 s, to_float(dx[:images])
