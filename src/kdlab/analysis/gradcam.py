@@ -68,18 +68,6 @@ def cam_similarities(
     return {m: torch.cat(v) for m, v in out.items()}
 
 
-def teacher_similarity(
-    teacher: tuple[nn.Module, str],
-    model: tuple[nn.Module, str],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 200,
-) -> torch.Tensor:
-    """Cosine similarity ``[N]`` between each image's Grad-CAM (true class) of ``model`` and the teacher's,
-    upsampled to the input; each argument is ``(model, layer)``."""
-    return cam_similarities(teacher, model, x, y, batch_size)["cosine"]
-
-
 def cam_win_rate(
     teacher: tuple[nn.Module, str],
     candidate: tuple[nn.Module, str],
@@ -91,5 +79,5 @@ def cam_win_rate(
     """% of images whose ``candidate`` CAM is closer (cosine) to the teacher's than the ``reference`` CAM is, a tie
     counted half; each argument is ``(model, layer)``. A model against itself scores exactly 50 %, and a comparison
     and its reverse add up to 100 %."""
-    sims = [teacher_similarity(teacher, model, x, y, batch_size) for model in (candidate, reference)]
+    sims = [cam_similarities(teacher, model, x, y, batch_size)["cosine"] for model in (candidate, reference)]
     return 100.0 * float(paired_scores(*sims).mean())
