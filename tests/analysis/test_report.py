@@ -7,7 +7,10 @@ def block(**methods: tuple[float, float]) -> dict:
     def estimate(low: float, high: float, pairs: int = 4) -> dict:
         return {"mean": (low + high) / 2, "std": 2.0, "low": low, "high": high, "pairs": pairs, "ties": 0}
 
+    pairs = {f"{m} seed{i}": {"ind seed0": low + i, "ind seed1": high - i} for m, (low, high) in methods.items()
+             for i in range(2)}  # fmt: skip
     return {"methods": {m: estimate(*v) for m, v in methods.items()}, "control": estimate(-2.0, 2.0, 2),
+            "pairs": pairs, "control_pairs": {"ind seed0 vs ind seed1": -1.5, "ind seed1 vs ind seed0": 1.5},
             "bootstrap": {"rounds": 100, "confidence": 0.95, "resampled": "images and model seeds"}}  # fmt: skip
 
 
@@ -35,6 +38,7 @@ def test_pairs_inside_the_sampling_band_or_that_flip_with_the_measure_are_not_se
 
 def test_the_comparison_table_has_a_row_per_method_with_its_verdict_and_the_control_last():
     headers, rows = comparison_table(block(kd=(3.0, 5.0), hint=(-1.0, 1.0)), "accuracy minus Ind (points)")
-    assert headers[0] == "accuracy minus Ind (points)" and headers[3] == "95 % interval" and headers[-1] == "verdict"
-    assert rows[0] == ["kd", "4.00", "2.00", "[3.00, 5.00]", "4", "0", "held"]
+    assert headers[0] == "accuracy minus Ind (points)" and headers[4] == "95 % interval" and headers[-1] == "verdict"
+    assert rows[0] == ["kd", "4.00", "2.00", "3.00 – 5.00", "[3.00, 5.00]", "4", "0", "held"]  # pairs 3, 5, 4, 4
     assert rows[1][-1] == "not conclusive" and rows[-1][0] == "control (Ind vs Ind)" and rows[-1][-1] == ""
+    assert rows[-1][3] == "-1.50 – 1.50"

@@ -23,16 +23,21 @@ def comparison_table(
     """One row per method of a comparison block (:func:`kdlab.analysis.comparison.compare`) with its verdict, and
     the control's row."""
     words = verdicts(block, higher, paper)
+    by_method: dict[str, list[float]] = {}
+    for label, row in block["pairs"].items():
+        by_method.setdefault(claims.method_of(label), []).extend(row.values())
+    by_method["control (Ind vs Ind)"] = list(block.get("control_pairs", {}).values())
 
     def row(name: str, e: dict[str, Any], word: str) -> list[str]:
-        return [name, _f(e["mean"]), _f(e["std"]), f"[{_f(e['low'])}, {_f(e['high'])}]", str(e["pairs"]),
-                str(e["ties"]), word]  # fmt: skip
+        values = by_method[name]
+        return [name, _f(e["mean"]), _f(e["std"]), f"{_f(min(values))} – {_f(max(values))}",
+                f"[{_f(e['low'])}, {_f(e['high'])}]", str(e["pairs"]), str(e["ties"]), word]  # fmt: skip
 
     rows = [row(m, e, words[m]) for m, e in block["methods"].items()]
     if "control" in block:
         rows.append(row("control (Ind vs Ind)", block["control"], ""))
-    return [quantity, "mean", "std", f"{100 * block['bootstrap']['confidence']:.0f} % interval", "pairs",
-            "ties", "verdict"], rows  # fmt: skip
+    return [quantity, "mean", "std", "pairs' range", f"{100 * block['bootstrap']['confidence']:.0f} % interval",
+            "pairs", "ties", "verdict"], rows  # fmt: skip
 
 
 def control_diagnosis(diagnosis: dict[str, Any], images: int) -> tuple[str, tuple[list[str], list[list[str]]]]:
