@@ -63,13 +63,15 @@ def fooled_per_image(
     return fooled, {name: changed(m, x[fooled], adv[fooled]) if fooled.any() else empty for name, m in models.items()}
 
 
+def rates(fooled: torch.Tensor, hits: dict[str, torch.Tensor]) -> dict[str, float]:
+    """In % from :func:`fooled_per_image`: how often the attacked network is fooled (key ``attacked``; ``n`` = how
+    many images), and each model's rate on those images (NaN when none fooled it)."""
+    out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
+    return out | {name: 100.0 * float(h.double().mean()) if len(h) else float("nan") for name, h in hits.items()}
+
+
 def fooling_rates(
     attacked: nn.Module, students: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilon: float
 ) -> dict[str, float]:
-    """In %: how often ``attacked`` is fooled, and how often each student is fooled on the images that fooled it
-    (key ``n`` = their number; NaN for a student when none did)."""
-    fooled, hits = fooled_per_image(attacked, students, x, y, epsilon)
-    out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
-    for name, hit in hits.items():
-        out[name] = 100.0 * float(hit.double().mean()) if len(hit) else float("nan")
-    return out
+    """Attack ``attacked`` (the teacher, or an unrelated control network) and report :func:`rates`."""
+    return rates(*fooled_per_image(attacked, students, x, y, epsilon))

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kdlab.analysis.adversarial import calibrate_epsilon, fooled_per_image
+from kdlab.analysis.adversarial import calibrate_epsilon, fooled_per_image, rates
 from kdlab.analysis.boundaries import boundary_ious, summarise
 from kdlab.analysis.comparison import compare, win_rates
 from kdlab.analysis.domains import domain_predictions, domain_rows
@@ -64,22 +64,17 @@ def vulnerability(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, An
     models = {**s.students, **s.independent}
     out: dict[str, Any] = {"epsilon": epsilon, "calibration_rate": 100 * reached, "images": len(x)}
     fooled, hits = fooled_per_image(s.teacher, models, x, y, epsilon)
-    out["teacher_attack"] = _rates(fooled, hits)
+    out["teacher_attack"] = rates(fooled, hits)
     if fooled.any():
         out["transfer"] = compare(hits, _candidates(s), list(s.independent))
     ind = list(s.independent)
     if len(ind) > 1:
         others = {k: v for k, v in models.items() if k != ind[1]}
         fooled, hits = fooled_per_image(s.independent[ind[1]], others, x, y, epsilon)
-        out["control_attack"] = _rates(fooled, hits)
+        out["control_attack"] = rates(fooled, hits)
         if fooled.any():
             out["control_transfer"] = compare(hits, _candidates(s), [r for r in ind if r != ind[1]])
     return out
-
-
-def _rates(fooled: torch.Tensor, hits: dict[str, torch.Tensor]) -> dict[str, float]:
-    out = {"attacked": 100.0 * float(fooled.double().mean()), "n": float(fooled.sum())}
-    return out | {name: 100.0 * float(h.double().mean()) if len(h) else float("nan") for name, h in hits.items()}
 
 
 def invariances(s: Subjects, x: torch.Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
