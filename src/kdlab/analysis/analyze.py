@@ -9,11 +9,12 @@ import torch
 
 from kdlab.analysis.adversarial import calibrate_epsilon, fooled_per_image, rates
 from kdlab.analysis.boundaries import boundary_ious, summarise
-from kdlab.analysis.comparison import compare, win_rates
+from kdlab.analysis.comparison import compare, control_pairs, win_rates
 from kdlab.analysis.domains import domain_predictions, domain_rows
 from kdlab.analysis.gradcam import MEASURES, cam_similarities
 from kdlab.analysis.invariance import invariance_matches
 from kdlab.analysis.representations import cka_matrix
+from kdlab.analysis.stats import paired_scores
 from kdlab.analysis.subjects import Subjects
 from kdlab.data.domains import domain_test_sets
 from kdlab.data.loader import TensorLoader, to_float
@@ -49,9 +50,10 @@ def localisation(s: Subjects, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any
     out = win_rates({n: v["cosine"] for n, v in sims.items()}, _candidates(s), refs)
     diagnosis: dict[str, Any] = {"sampling_band": 100.0 * 1.96 * (0.25 / len(x)) ** 0.5, "measures": {}}
     for measure in MEASURES:
-        block = win_rates({r: sims[r][measure] for r in refs}, {}, refs)
-        ties = block["control"]["ties"] if "control" in block else 0
-        diagnosis["measures"][measure] = {"control_pairs": block.get("control_pairs", {}), "ties": ties}
+        pairs, ties = (
+            control_pairs({r: sims[r][measure] for r in refs}, refs, paired_scores) if len(refs) > 1 else ({}, 0)
+        )
+        diagnosis["measures"][measure] = {"control_pairs": pairs, "ties": ties}
     return {"layer": layers["teacher"], "images": len(x), **out, "diagnosis": diagnosis}
 
 
@@ -138,15 +140,18 @@ def analyze(s: Subjects, images: int = 1000) -> dict[str, Any]:
         results["cka_transfer"] = cka_transfer
     if s.data.get("name") == "domains":
         base, seed = str(s.data.get("base", "mnist")), int(s.data.get("seed", 0))  # type: ignore[call-overload]
-        predictions = domain_predictions({"teacher": s.teacher, **models}, base, seed)
+        sets = domain_test_sets(base, seed)
+        predictions = domain_predictions({"teacher": s.teacher, **models}, sets)
         results["domains"], results["domain_transfer"] = domain_rows(predictions), {}
         for domain, (labels, predicted) in predictions.items():
             correct = {name: p == labels for name, p in predicted.items()}
             results["domain_transfer"][domain] = compare(correct, _candidates(s), list(s.independent))
         results["boundaries_by_domain"], results["boundary_transfer"] = {}, {}
-        for domain, (dx, _) in domain_test_sets(base, seed).items():
-            results["boundaries_by_domain"][domain], results["boundary_transfer"][domain] = boundaries(
-                s, to_float(dx[:images])
+        for domain, (dx, _) in sets.items():
+            shown = to_float(dx[:images])
+            same = torch.equal(shown, x)  # the students' test split is this rendering: measured above already
+            results["boundaries_by_domain"][domain], results["boundary_transfer"][domain] = (
+                (results["boundaries"], test_boundaries) if same else boundaries(s, shown)
             )
     return results
 

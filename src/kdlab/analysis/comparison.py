@@ -72,13 +72,28 @@ def compare(
         pairs = [(a, r) for a in labels for r in references]
         scores = _scores(score, units, pairs).view(len(labels), len(references), n)
         out["methods"][method] = estimate(scores, _ties(units, pairs), **options).as_dict()
-    ordered = [(a, b) for a in references for b in references if a != b]
-    if ordered:
-        scores = _scores(score, units, ordered)
-        values = (100.0 * scores.double().mean(-1)).tolist()
-        out["control_pairs"] = {f"{a} vs {b}": v for (a, b), v in zip(ordered, values, strict=True)}
-        out["control"] = estimate(scores, _ties(units, ordered), **options).as_dict()
+    if len(references) > 1:
+        scores, out["control_pairs"], ties = _control(units, references, score)
+        out["control"] = estimate(scores, ties, **options).as_dict()
     return out
+
+
+def _control(
+    units: dict[str, torch.Tensor], references: list[str], score: Score
+) -> tuple[torch.Tensor, dict[str, float], int]:
+    ordered = [(a, b) for a in references for b in references if a != b]
+    scores = _scores(score, units, ordered)
+    values = (100.0 * scores.double().mean(-1)).tolist()
+    return scores, {f"{a} vs {b}": v for (a, b), v in zip(ordered, values, strict=True)}, _ties(units, ordered)
+
+
+def control_pairs(
+    units: dict[str, torch.Tensor], references: list[str], score: Score = difference
+) -> tuple[dict[str, float], int]:
+    """The control's figure for every ordered pair of (at least two) ``references`` (% or points), and the ties
+    among their per-unit comparisons — without the bootstrap."""
+    _, values, ties = _control(units, references, score)
+    return values, ties
 
 
 def win_rates(units: dict[str, torch.Tensor], methods: dict[str, str], references: list[str]) -> dict[str, Any]:

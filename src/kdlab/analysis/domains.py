@@ -18,14 +18,13 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.
 
 
 def domain_predictions(
-    models: dict[str, nn.Module], base: str = "mnist", seed: int = 0
+    models: dict[str, nn.Module], sets: dict[str, tuple[torch.Tensor, torch.Tensor]]
 ) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """``{domain: (labels [N], {name: predictions [N]})}`` on the test split of ``base`` rendered in every domain
-    (orig, color, texture)."""
-    out = {}
-    for domain, (x, y) in domain_test_sets(base, seed).items():
-        out[domain] = (y, {name: _predict(model, x) for name, model in models.items()})
-    return out
+    """``{domain: (labels [N], {name: predictions [N]})}`` on ``sets`` (:func:`~kdlab.data.domains.domain_test_sets`:
+    the test split of a data set rendered in every domain)."""
+    return {
+        domain: (y, {name: _predict(model, x) for name, model in models.items()}) for domain, (x, y) in sets.items()
+    }
 
 
 def domain_rows(
@@ -51,4 +50,4 @@ def domain_transfer(
     teacher: nn.Module, students: dict[str, nn.Module], base: str = "mnist", seed: int = 0
 ) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`domain_rows` of ``teacher`` and ``students`` on ``base`` rendered in every domain."""
-    return domain_rows(domain_predictions({"teacher": teacher, **students}, base, seed))
+    return domain_rows(domain_predictions({"teacher": teacher, **students}, domain_test_sets(base, seed)))
